@@ -1,0 +1,71 @@
+"""`make run`: the whole system in one terminal; Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from scripts.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_DEBUG", "true")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    web_port = env.setdefault("PORT", "8000")
+    flower_port = env.setdefault("FLOWER_PORT", "5555")
+    env.setdefault("PUBLIC_FLOWER_URL", f"http://127.0.0.1:{flower_port}")
+    if not env.get("FLOWER_BASIC_AUTH"):
+        env["FLOWER_BASIC_AUTH"] = f"flower:{secrets.token_urlsafe(12)}"
+
+    redis_server = None
+    if not env.get("REDIS_URL") and not env.get("CELERY_BROKER_URL"):
+        redis_server = RedisServer(data_dir=ROOT / "var" / "redis").start()
+        env["REDIS_URL"] = redis_server.url
+        print(f"Embedded Redis on {redis_server.url} (data in var/redis)")
+    try:
+        manage = [PYTHON, "manage.py"]
+        subprocess.run([*manage, "migrate", "--noinput"], env=env, cwd=ROOT, check=True)
+        subprocess.run(
+            [*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True
+        )
+        subprocess.run([*manage, "seed_demo"], env=env, cwd=ROOT, check=True)
+        celery = [PYTHON, "-m", "celery", "-A", "config"]
+        manager = Manager(Printer(sys.stdout))
+        processes = {
+            "web": [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"],
+            "worker": [*celery, "worker", "-l", "INFO", "--concurrency", "2", "-n", "worker@%h"],
+            "beat": [*celery, "beat", "-l", "INFO"],
+            "flower": [
+                *celery, "flower", f"--port={flower_port}", "--address=127.0.0.1",
+                f"--basic-auth={env['FLOWER_BASIC_AUTH']}",
+            ],
+        }  # fmt: skip
+        for name, argv in processes.items():
+            manager.add_process(name, subprocess.list2cmdline(argv), env=env, cwd=str(ROOT))
+        print(
+            "\n"
+            f"  Site:    http://127.0.0.1:{web_port}/orders/\n"
+            f"  Admin:   http://127.0.0.1:{web_port}/admin/\n"
+            f"  Flower:  {env['PUBLIC_FLOWER_URL']}/  (basic auth {env['FLOWER_BASIC_AUTH']})\n"
+            "  Logins are printed by seed_demo above. Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        manager.loop()
+        return int(manager.returncode or 0)
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
