@@ -1,0 +1,62 @@
+"""Flower (pinned version) against the pinned Celery, with a real worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from scripts.redis_server import RedisServer, free_port
+from tests.support import ROOT, Worker, subprocess_env, wait_for
+
+
+@pytest.fixture
+def flower(redis_server: RedisServer, celery_worker: Worker, worker_logs):
+    port = free_port()
+    log = (worker_logs / "flower.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            "--basic-auth=ops:flower-test-pw",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(redis_server.url),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flower_answers_with_credentials_and_refuses_without(
+    flower: str, celery_worker: Worker
+) -> None:
+    def workers() -> dict:
+        try:
+            response = requests.get(
+                f"{flower}/api/workers?refresh=1", auth=("ops", "flower-test-pw"), timeout=5
+            )
+        except requests.ConnectionError:
+            return {}
+        return response.json() if response.status_code == 200 else {}
+
+    known = wait_for(workers, timeout=30, interval=0.5, message="Flower to list the worker")
+    assert any(name.startswith("test-") for name in known)
+    assert requests.get(f"{flower}/api/workers", timeout=5).status_code == 401
+    assert (
+        requests.get(f"{flower}/api/workers", auth=("ops", "wrong"), timeout=5).status_code == 401
+    )

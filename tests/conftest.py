@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.celery import app as celery_app
+from scripts.redis_server import RedisServer
+from tests.support import Worker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for the whole session.
+
+    Fails (never skips) when no redis-server can be found.
+    """
+    server = RedisServer().start()
+    os.environ["REDIS_URL"] = os.environ["CELERY_BROKER_URL"] = server.url
+    celery_app.conf.broker_url = server.url  # type: ignore[misc]
+    try:
+        yield server
+    finally:
+        celery_app.pool.force_close_all()  # type: ignore[attr-defined]
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workers")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: None, django_db_blocker: Any, redis_server: RedisServer, worker_logs: Path
+) -> Iterator[Worker]:
+    """One real `celery worker` (prefork, 2 processes) shared by the session."""
+    with django_db_blocker.unblock():
+        worker = Worker(broker_url=redis_server.url, log_dir=worker_logs)
+    try:
+        yield worker.wait_ready()
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def start_worker(
+    django_db_setup: None, redis_server: RedisServer, worker_logs: Path
+) -> Iterator[Callable[..., Worker]]:
+    """Start extra workers for one test (e.g. with other settings); all stopped after it."""
+    started: list[Worker] = []
+
+    def start(**kwargs: Any) -> Worker:
+        kwargs.setdefault("broker_url", redis_server.url)
+        worker = Worker(log_dir=worker_logs, **kwargs)
+        started.append(worker)
+        return worker.wait_ready()
+
+    yield start
+    for worker in started:
+        worker.stop()

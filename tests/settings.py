@@ -1,0 +1,36 @@
+"""Test settings: the real settings, run with DEBUG off, plus test-only speed-ups.
+
+Worker subprocesses started by the fixtures use this module too, so the test
+process and the workers agree on everything but the database URL they are given.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_DEBUG", "false")
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("EMAIL_FILE_PATH", str(Path(tempfile.gettempdir()) / "mediator-test-emails"))
+
+from config.settings import *  # noqa: F403
+from config.settings import DATABASES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so worker processes can open the test database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get(
+            "TEST_SQLITE_PATH",
+            str(Path(tempfile.gettempdir()) / f"mediator-test-{os.getpid()}.sqlite3"),
+        )
+    }
+
+# Serve static files from the apps directly: tests never run collectstatic.
+STATIC_ROOT = None  # type: ignore[assignment]
+WHITENOISE_USE_FINDERS = True
