@@ -10,7 +10,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "mediator.middleware.CorrelationIdMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -169,9 +170,26 @@ CELERY_TASK_SEND_SENT_EVENT = True
 # must exceed the longest retry countdown and hard time limit (system check).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    # Fail fast on an unreachable broker so publishing after commit stays bounded.
+    "socket_connect_timeout": 2,
 }
+CELERY_TASK_ROUTES = ["mediator.routing.route_handler_task"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+
+# --- Mediator (defaults and meaning of each key: mediator/conf.py) ---------
+MEDIATOR = {
+    "MAX_RETRIES": env_int("MEDIATOR_MAX_RETRIES", 5),
+    "RETRY_BACKOFF_MAX": env_float("MEDIATOR_RETRY_BACKOFF_MAX", 300.0),
+    "RELAY_GRACE_SECONDS": env_float("MEDIATOR_RELAY_GRACE", 5.0),
+    "RELAY_INTERVAL_SECONDS": env_float("MEDIATOR_RELAY_INTERVAL", 5.0),
+}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "mediator-relay-outbox": {
+        "task": "mediator.relay_outbox",
+        "schedule": MEDIATOR["RELAY_INTERVAL_SECONDS"],
+        "options": {"expires": MEDIATOR["RELAY_INTERVAL_SECONDS"]},
+    },
+}
 
 # Where operators open Flower (admin links). Not FLOWER_*: Flower reads those as its options.
 PUBLIC_FLOWER_URL = env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555")

@@ -1,0 +1,121 @@
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from mediator import poison
+from mediator.exceptions import MediatorError
+from mediator.models import InboxRecord, OutboxMessage, PoisonedTask, PoisonStatus
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record, not something to edit."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def pretty_json(value: Any) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    list_display = [
+        "event_type",
+        "event_id",
+        "status",
+        "created_at",
+        "dispatched_at",
+        "dispatch_attempts",
+    ]
+    list_filter = ["status", "event_type"]
+    search_fields = ["=event_id", "=correlation_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["payload_pretty"]
+    exclude = ["payload"]
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: OutboxMessage) -> str:
+        return pretty_json(obj.payload)
+
+
+@admin.register(InboxRecord)
+class InboxRecordAdmin(ReadOnlyAdmin):
+    list_display = ["handler", "event_id", "handled_at", "duplicates"]
+    list_filter = ["handler"]
+    search_fields = ["=event_id"]
+
+
+@admin.register(PoisonedTask)
+class PoisonedTaskAdmin(admin.ModelAdmin):
+    list_display = [
+        "handler",
+        "event_type",
+        "event_id",
+        "status",
+        "attempts",
+        "short_exception",
+        "last_failed_at",
+    ]
+    list_filter = ["status", "handler", "event_type"]
+    search_fields = ["=event_id", "task_id"]
+    actions = ["retry", "discard"]
+    fields = [
+        "handler", "event_type", "event_id", "status", "attempts", "exception",
+        "traceback_pre", "payload_pretty", "task_id", "first_failed_at", "last_failed_at",
+        "resolved_at",
+    ]  # fmt: skip
+    readonly_fields = fields  # type: ignore[assignment]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="exception")
+    def short_exception(self, obj: PoisonedTask) -> str:
+        return obj.exception[:120]
+
+    @admin.display(description="traceback")
+    def traceback_pre(self, obj: PoisonedTask) -> str:
+        return format_html("<pre>{}</pre>", obj.traceback)
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: PoisonedTask) -> str:
+        return pretty_json(obj.payload)
+
+    @admin.action(description="Retry selected poisoned tasks", permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[PoisonedTask]) -> None:
+        retried, refused = 0, []
+        for row in queryset:
+            if row.status not in (PoisonStatus.POISONED, PoisonStatus.RETRIED):
+                refused.append(f"#{row.pk} is {row.get_status_display().lower()}")
+                continue
+            try:
+                poison.retry(row)
+            except (MediatorError, OSError) as exc:
+                refused.append(f"#{row.pk}: {exc}")
+            except Exception as exc:  # the broker refused: say so, keep the row
+                refused.append(f"#{row.pk}: could not enqueue ({type(exc).__name__}: {exc})")
+            else:
+                retried += 1
+        if retried:
+            self.message_user(request, f"Re-enqueued {retried} task(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not retried: " + "; ".join(refused), messages.WARNING)
+
+    @admin.action(description="Discard selected poisoned tasks", permissions=["change"])
+    def discard(self, request: HttpRequest, queryset: QuerySet[PoisonedTask]) -> None:
+        count = 0
+        for row in queryset.exclude(status=PoisonStatus.DISCARDED):
+            poison.discard(row)
+            count += 1
+        self.message_user(request, f"Discarded {count} task(s).", messages.SUCCESS)

@@ -1,0 +1,82 @@
+"""`manage.py check`: mistakes in the event/handler wiring, found at startup."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from mediator.conf import mediator_settings
+from mediator.events import all_event_classes
+from mediator.registry import all_handlers, duplicate_handler_names, handlers_for
+
+
+@register("mediator")
+def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    try:
+        mediator_settings()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="mediator.E004")]
+
+    classes = all_event_classes()
+    counts = Counter(cls.event_type for cls in classes)
+    for event_type, count in sorted(counts.items()):
+        if count > 1:
+            owners = ", ".join(
+                f"{cls.__module__}.{cls.__qualname__}"
+                for cls in classes
+                if cls.event_type == event_type
+            )
+            messages.append(
+                Error(
+                    f"{count} event classes share the type name {event_type!r}: {owners}.",
+                    hint="Give each event class its own `event_type`.",
+                    id="mediator.E001",
+                )
+            )
+    for name in sorted(set(duplicate_handler_names())):
+        messages.append(
+            Error(
+                f"Two handlers are registered under the task name {name!r}.",
+                hint="Rename one function, or pass name=... to @handles.",
+                id="mediator.E002",
+            )
+        )
+    for event_type in sorted(counts):
+        if not handlers_for(event_type):
+            messages.append(
+                Warning(
+                    f"No handler subscribes to {event_type!r}; its events are recorded "
+                    "as having no handlers.",
+                    id="mediator.W001",
+                )
+            )
+    messages += _check_visibility_timeout()
+    return messages
+
+
+def _check_visibility_timeout() -> list[CheckMessage]:
+    broker = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+    if not broker.startswith(("redis://", "rediss://", "redis+socket://")):
+        return []
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}
+    timeout = float(options.get("visibility_timeout", 3600))
+    longest = max(
+        (spec.backoff_max + (spec.time_limit or 0) for spec in all_handlers()),
+        default=float(mediator_settings()["RETRY_BACKOFF_MAX"]),
+    )
+    if timeout <= longest:
+        return [
+            Error(
+                f"Redis visibility_timeout ({timeout:.0f}s) is not longer than the longest "
+                f"retry countdown plus hard time limit ({longest:.0f}s): a retried task "
+                "would be handed to a second worker and run twice.",
+                hint="Raise CELERY_VISIBILITY_TIMEOUT or lower MEDIATOR_RETRY_BACKOFF_MAX.",
+                id="mediator.E003",
+            )
+        ]
+    return []

@@ -1,0 +1,53 @@
+"""The MEDIATOR settings dict, merged over documented defaults."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Retries of a failing handler (each handler can override these in @handles).
+    "MAX_RETRIES": 5,  # retries after the first attempt; then the delivery is poisoned
+    "RETRY_BACKOFF_BASE": 2.0,  # seconds before the first retry; doubles each time
+    "RETRY_BACKOFF_MAX": 300.0,  # cap on one retry's countdown, seconds
+    "RETRY_JITTER": True,  # countdown drawn from [c/2, c] so retries do not stampede
+    # Exceptions that are retried; anything else a handler raises is poisoned at
+    # once (a bug does not get better by retrying). Dotted paths.
+    "RETRY_ON": [
+        "builtins.OSError",  # ConnectionError, TimeoutError, smtplib.SMTPException, ...
+        "django.db.utils.OperationalError",
+        "django.db.utils.InterfaceError",
+        "celery.exceptions.SoftTimeLimitExceeded",
+        "mediator.exceptions.RetryableError",
+    ],
+    "QUEUE": None,  # default queue of handler tasks (None: Celery's default)
+    # Publishing after commit must not hang the request when the broker is down.
+    "PUBLISH_MAX_RETRIES": 2,
+    "PUBLISH_RETRY_INTERVAL": 0.2,  # seconds between publish retries
+    # The relay dispatches rows still pending this long after they were written.
+    "RELAY_GRACE_SECONDS": 5.0,
+    "RELAY_BATCH_SIZE": 500,
+    "RELAY_INTERVAL_SECONDS": 5.0,
+}
+
+
+@cache
+def mediator_settings() -> dict[str, Any]:
+    overrides = getattr(settings, "MEDIATOR", {})
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown MEDIATOR setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}"
+        )
+    return {**DEFAULTS, **overrides}
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "MEDIATOR":
+        mediator_settings.cache_clear()

@@ -1,0 +1,51 @@
+"""Correlation and causation ids of the work in progress.
+
+A web request starts a correlation; every event published while handling it,
+and every event a handler publishes in turn, carries the same correlation id
+and names the event that caused it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_correlation_id: ContextVar[str | None] = ContextVar("mediator_correlation_id", default=None)
+_causation_id: ContextVar[str | None] = ContextVar("mediator_causation_id", default=None)
+_handling: ContextVar[uuid.UUID | None] = ContextVar("mediator_handling", default=None)
+
+
+def current_correlation_id() -> str | None:
+    return _correlation_id.get()
+
+
+def current_causation_id() -> str | None:
+    return _causation_id.get()
+
+
+def current_event_id() -> uuid.UUID:
+    """The id of the event the running handler was given: the idempotency key
+    for effects outside the database (an e-mail, a payment request)."""
+    event_id = _handling.get()
+    if event_id is None:
+        raise LookupError("current_event_id() is only available inside a running handler.")
+    return event_id
+
+
+@contextmanager
+def message_context(
+    *, correlation_id: str | None, causation_id: str | None, handling: uuid.UUID | None = None
+) -> Iterator[None]:
+    tokens = (
+        _correlation_id.set(correlation_id),
+        _causation_id.set(causation_id),
+        _handling.set(handling),
+    )
+    try:
+        yield
+    finally:
+        _handling.reset(tokens[2])
+        _causation_id.reset(tokens[1])
+        _correlation_id.reset(tokens[0])

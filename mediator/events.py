@@ -1,0 +1,148 @@
+"""Domain events, and the envelope they travel in.
+
+An event is an immutable, typed value named in the past tense
+(`OrderCancelled`) with a stable type name (`"ordering.OrderCancelled"`) and a
+version. On the wire it is JSON: an envelope whose `payload` is validated
+against the event class when it arrives, so a wrong type or an unknown field is
+a clear error, never a half-read event.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import pydantic
+from django.utils import timezone
+
+from mediator.exceptions import ImproperEvent, InvalidPayload, MalformedMessage, UnknownEventType
+
+_event_classes: list[type[DomainEvent]] = []
+
+
+class DomainEvent(pydantic.BaseModel):
+    """Subclass with typed fields. `event_type` defaults to "<app>.<ClassName>";
+    set it explicitly to keep it stable across renames. Bump `version` when the
+    payload changes incompatibly."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "event_type" not in cls.__dict__:
+            cls.event_type = f"{cls.__module__.split('.')[0]}.{cls.__name__}"
+        _event_classes.append(cls)
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def all_event_classes() -> list[type[DomainEvent]]:
+    return list(_event_classes)
+
+
+def event_class_for(event_type: str) -> type[DomainEvent]:
+    # Newest definition wins; duplicates are reported by the system checks.
+    for cls in reversed(_event_classes):
+        if cls.event_type == event_type:
+            return cls
+    raise UnknownEventType(f"Unknown event type {event_type!r}: no event class has that name.")
+
+
+ENVELOPE_FIELDS = (
+    "event_id",
+    "event_type",
+    "version",
+    "occurred_at",
+    "correlation_id",
+    "causation_id",
+    "payload",
+)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    event_id: uuid.UUID
+    event_type: str
+    version: int
+    occurred_at: datetime
+    payload: dict[str, Any]
+    correlation_id: str = ""
+    causation_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def wrap(
+        cls, event: DomainEvent, *, correlation_id: str | None, causation_id: str | None
+    ) -> Envelope:
+        if not isinstance(event, DomainEvent):
+            raise ImproperEvent(f"publish() takes a DomainEvent, not {type(event).__name__}.")
+        event_id = uuid.uuid4()
+        return cls(
+            event_id=event_id,
+            event_type=type(event).event_type,
+            version=type(event).version,
+            occurred_at=timezone.now(),
+            payload=event.payload(),
+            correlation_id=correlation_id or str(event_id),
+            causation_id=causation_id or "",
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "event_id": str(self.event_id),
+            "event_type": self.event_type,
+            "version": self.version,
+            "occurred_at": self.occurred_at.isoformat(),
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "payload": self.payload,
+        }
+
+    @classmethod
+    def from_message(cls, message: Any) -> Envelope:
+        if not isinstance(message, dict):
+            raise MalformedMessage(
+                f"Expected an event envelope (a JSON object), got {type(message).__name__}: "
+                f"{str(message)[:200]}"
+            )
+        missing = [name for name in ENVELOPE_FIELDS if name not in message]
+        if missing:
+            raise MalformedMessage(f"Event envelope lacks {', '.join(missing)}.")
+        try:
+            event_id = uuid.UUID(str(message["event_id"]))
+            occurred_at = datetime.fromisoformat(str(message["occurred_at"]))
+        except ValueError as exc:
+            raise MalformedMessage(f"Event envelope has a bad id or time: {exc}") from None
+        if not isinstance(message["payload"], dict) or not isinstance(message["version"], int):
+            raise MalformedMessage("Event envelope's payload must be an object, version an int.")
+        return cls(
+            event_id=event_id,
+            event_type=str(message["event_type"]),
+            version=message["version"],
+            occurred_at=occurred_at,
+            payload=message["payload"],
+            correlation_id=str(message["correlation_id"] or ""),
+            causation_id=str(message["causation_id"] or ""),
+            extra={k: v for k, v in message.items() if k not in ENVELOPE_FIELDS},
+        )
+
+    def event(self) -> DomainEvent:
+        """The typed event, or UnknownEventType / InvalidPayload saying why not."""
+        cls = event_class_for(self.event_type)
+        if self.version != cls.version:
+            raise InvalidPayload(
+                f"{self.event_type} version {self.version} cannot be read: "
+                f"this code knows version {cls.version}."
+            )
+        try:
+            return cls.model_validate_json(json.dumps(self.payload), strict=True)
+        except pydantic.ValidationError as exc:
+            raise InvalidPayload(f"{self.event_type} payload is invalid: {exc}") from None

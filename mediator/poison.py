@@ -1,0 +1,103 @@
+"""Poisoned deliveries: recording them, and the operator's retry and discard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from mediator.exceptions import UnknownHandler
+from mediator.models import PoisonedTask, PoisonStatus
+
+logger = logging.getLogger("mediator.poison")
+
+
+def record(
+    *,
+    handler: str,
+    message: Any,
+    exception: BaseException,
+    traceback_text: str,
+    attempts: int,
+    task_id: str,
+) -> PoisonedTask:
+    """Write (or update: one row per event and handler) the poisoned delivery."""
+    envelope = message if isinstance(message, dict) else {}
+    event_id = _uuid_or_none(envelope.get("event_id"))
+    now = timezone.now()
+    values = {
+        "event_type": str(envelope.get("event_type", ""))[:200],
+        "payload": _json_safe(message),
+        "exception": f"{type(exception).__name__}: {exception}",
+        "traceback": traceback_text,
+        "attempts": attempts,
+        "status": PoisonStatus.POISONED,
+        "task_id": task_id,
+        "last_failed_at": now,
+        "resolved_at": None,
+    }
+    logger.error(
+        "poisoned: %s on %s %s after %d attempt(s): %s",
+        handler, values["event_type"], event_id, attempts, values["exception"],
+    )  # fmt: skip
+    if event_id is None:
+        return PoisonedTask.objects.create(handler=handler, first_failed_at=now, **values)
+    row, _ = PoisonedTask.objects.update_or_create(
+        event_id=event_id,
+        handler=handler,
+        defaults=values,
+        create_defaults={**values, "first_failed_at": now},
+    )
+    return row
+
+
+def mark_resolved(*, event_id: uuid.UUID, handler: str) -> None:
+    PoisonedTask.objects.filter(
+        event_id=event_id, handler=handler, status=PoisonStatus.RETRIED
+    ).update(status=PoisonStatus.RESOLVED, resolved_at=timezone.now())
+
+
+def retry(row: PoisonedTask) -> None:
+    """Enqueue a fresh attempt with a fresh retry budget. The row says
+    `retried` until that attempt succeeds (then `resolved`) or fails again."""
+    from mediator.registry import get_handler
+
+    spec = get_handler(row.handler)
+    if spec is None:
+        raise UnknownHandler(f"No handler named {row.handler!r} is registered; cannot retry.")
+    if not isinstance(row.payload, dict):
+        raise UnknownHandler(f"Poisoned task {row.pk} has no event envelope to retry.")
+    previous = row.status
+    with transaction.atomic():
+        PoisonedTask.objects.filter(pk=row.pk).update(status=PoisonStatus.RETRIED)
+    try:
+        result = spec.task.apply_async(args=(row.payload,), kwargs={"poisoned_retry": True})
+    except Exception:
+        PoisonedTask.objects.filter(pk=row.pk).update(status=previous)
+        raise
+    PoisonedTask.objects.filter(pk=row.pk).update(task_id=result.id)
+
+
+def discard(row: PoisonedTask) -> None:
+    PoisonedTask.objects.filter(pk=row.pk).update(
+        status=PoisonStatus.DISCARDED, resolved_at=timezone.now()
+    )
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _json_safe(message: Any) -> Any:
+    try:
+        json.dumps(message)
+    except (TypeError, ValueError):
+        return {"unserializable": repr(message)[:10_000]}
+    return message

@@ -1,0 +1,47 @@
+"""`publish(event)`: write the event to the outbox in the caller's transaction
+and send it right after that transaction commits."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from mediator.context import current_causation_id, current_correlation_id
+from mediator.events import DomainEvent, Envelope
+from mediator.exceptions import PublishOutsideTransaction
+
+
+def publish(event: DomainEvent, *, using: str = DEFAULT_DB_ALIAS) -> uuid.UUID:
+    """Publish a domain event; returns its event id.
+
+    Must be called inside `transaction.atomic()`: the event is part of the
+    change it describes, so it commits or rolls back with it. A rolled-back
+    transaction publishes nothing; a committed one is dispatched right after
+    commit, or by the relay if the broker is down then.
+    """
+    from mediator.dispatch import dispatch_after_commit
+    from mediator.models import OutboxMessage
+
+    if not connections[using].in_atomic_block:
+        raise PublishOutsideTransaction(
+            f"publish({type(event).__name__}) was called outside a transaction. Wrap the "
+            "change and the publish in `with transaction.atomic():` so the event commits "
+            "or rolls back with the change it describes."
+        )
+    envelope = Envelope.wrap(
+        event, correlation_id=current_correlation_id(), causation_id=current_causation_id()
+    )
+    row = OutboxMessage.objects.using(using).create(
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        version=envelope.version,
+        payload=envelope.payload,
+        occurred_at=envelope.occurred_at,
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.causation_id,
+    )
+    message = envelope.to_message()
+    row_id = row.pk
+    transaction.on_commit(lambda: dispatch_after_commit(row_id, message), using=using)
+    return envelope.event_id

@@ -1,0 +1,132 @@
+"""Which handlers subscribe to which events, and the `handles` decorator.
+
+Each handler becomes its own Celery task, named after the function
+("shipping.handlers.cancel_shipment"), so routing, rate limits, retries and
+Flower all work per handler.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.utils.module_loading import import_string
+
+from mediator.conf import mediator_settings
+from mediator.events import DomainEvent
+
+if TYPE_CHECKING:
+    from celery import Task
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class HandlerSpec:
+    name: str
+    func: Callable[[Any], Any]
+    event_types: tuple[type[DomainEvent], ...]
+    max_retries: int
+    backoff: float
+    backoff_max: float
+    jitter: bool
+    retry_on: tuple[type[BaseException], ...]
+    poison_on: tuple[type[BaseException], ...]
+    queue: str | None = None
+    rate_limit: str | None = None
+    soft_time_limit: float | None = None
+    time_limit: float | None = None
+    task: Task = field(init=False, repr=False)
+
+    def should_retry(self, exc: BaseException) -> bool:
+        if isinstance(exc, self.poison_on):
+            return False
+        return isinstance(exc, self.retry_on)
+
+    def countdown(self, retries_so_far: int) -> float:
+        """Seconds before the next try: exponential, capped, with equal jitter."""
+        delay = min(self.backoff_max, self.backoff * (2**retries_so_far))
+        return random.uniform(delay / 2, delay) if self.jitter else delay
+
+
+_handlers: dict[str, HandlerSpec] = {}
+_by_event_type: dict[str, list[HandlerSpec]] = {}
+_duplicate_names: list[str] = []
+
+
+def handles(
+    *event_types: type[DomainEvent],
+    name: str | None = None,
+    max_retries: int | None = None,
+    backoff: float | None = None,
+    backoff_max: float | None = None,
+    jitter: bool | None = None,
+    retry_on: tuple[type[BaseException], ...] | None = None,
+    poison_on: tuple[type[BaseException], ...] = (),
+    queue: str | None = None,
+    rate_limit: str | None = None,
+    soft_time_limit: float | None = None,
+    time_limit: float | None = None,
+) -> Callable[[F], F]:
+    """Subscribe a function `(event) -> None` to one or more event classes.
+
+    Options left out come from the MEDIATOR setting. `retry_on` lists the
+    exceptions worth retrying (default: MEDIATOR["RETRY_ON"]); `poison_on`
+    lists exceptions to poison at once even if they match `retry_on`.
+    """
+    if not event_types or not all(
+        isinstance(cls, type) and issubclass(cls, DomainEvent) for cls in event_types
+    ):
+        raise TypeError("@handles takes one or more DomainEvent subclasses.")
+    conf = mediator_settings()
+
+    def register(func: F) -> F:
+        from mediator.tasks import make_handler_task
+
+        spec = HandlerSpec(
+            name=name or f"{func.__module__}.{func.__name__}",
+            func=func,
+            event_types=event_types,
+            max_retries=conf["MAX_RETRIES"] if max_retries is None else max_retries,
+            backoff=float(conf["RETRY_BACKOFF_BASE"] if backoff is None else backoff),
+            backoff_max=float(conf["RETRY_BACKOFF_MAX"] if backoff_max is None else backoff_max),
+            jitter=conf["RETRY_JITTER"] if jitter is None else jitter,
+            retry_on=retry_on if retry_on is not None else _default_retry_on(),
+            poison_on=poison_on,
+            queue=queue or conf["QUEUE"],
+            rate_limit=rate_limit,
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
+        )
+        if spec.name in _handlers and _handlers[spec.name].func is not func:
+            _duplicate_names.append(spec.name)
+        spec.task = make_handler_task(spec)
+        _handlers[spec.name] = spec
+        for event_type in event_types:
+            subscribers = _by_event_type.setdefault(event_type.event_type, [])
+            subscribers[:] = [s for s in subscribers if s.name != spec.name] + [spec]
+        return func
+
+    return register
+
+
+def _default_retry_on() -> tuple[type[BaseException], ...]:
+    return tuple(import_string(path) for path in mediator_settings()["RETRY_ON"])
+
+
+def handlers_for(event_type: str) -> list[HandlerSpec]:
+    return _by_event_type.get(event_type, [])
+
+
+def get_handler(name: str) -> HandlerSpec | None:
+    return _handlers.get(name)
+
+
+def all_handlers() -> list[HandlerSpec]:
+    return list(_handlers.values())
+
+
+def duplicate_handler_names() -> list[str]:
+    return list(_duplicate_names)

@@ -1,0 +1,235 @@
+"""The Celery side: one task per handler, and what it does with a delivery.
+
+A delivery runs the handler and writes its inbox record in ONE database
+transaction. If the worker dies before the ack, the message comes back, finds
+the record, and is skipped: the handler's database effect happens once.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from celery import Task, shared_task
+from celery.exceptions import Retry
+from celery.signals import task_failure, task_unknown
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from mediator import poison
+from mediator.context import message_context
+from mediator.events import Envelope
+from mediator.exceptions import HandlerPoisoned, MessageError, UnknownHandler
+from mediator.models import InboxRecord
+from mediator.registry import get_handler
+
+if TYPE_CHECKING:
+    from mediator.registry import HandlerSpec
+
+logger = logging.getLogger("mediator.handler")
+
+DONE = "done"
+DUPLICATE = "duplicate"
+
+
+def make_handler_task(spec: HandlerSpec) -> Task:
+    options: dict[str, Any] = {
+        "name": spec.name,
+        "bind": True,
+        # Ack after the run; requeue/retry when the pool process dies mid-run.
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        # A process killed on every delivery must not loop forever: Celery 5.7
+        # re-sends it as a retry, so deaths count against max_retries, and the
+        # last one reaches task_failure below, which poisons it.
+        "retry_on_worker_lost": True,
+        "max_retries": spec.max_retries,
+        "default_retry_delay": spec.backoff,
+        # The inbox and PoisonedTask tables are the record of a handler run.
+        "ignore_result": True,
+        "typing": False,
+    }
+    # The queue is applied by mediator.routing (CELERY_TASK_ROUTES): Celery
+    # deprecates the task attribute.
+    for option in ("rate_limit", "soft_time_limit", "time_limit"):
+        if getattr(spec, option) is not None:
+            options[option] = getattr(spec, option)
+
+    def run(self: Task, *args: Any, **kwargs: Any) -> str:
+        return run_delivery(self, spec, args, kwargs)
+
+    run.__name__ = spec.name.rsplit(".", 1)[-1]
+    run.__qualname__ = run.__name__
+    run.__module__ = spec.func.__module__
+    run.__doc__ = spec.func.__doc__
+    return shared_task(**options)(run)
+
+
+def delivery_task_id(event_id: uuid.UUID | str, handler: str) -> str:
+    """The same (event, handler) always gets the same task id: a re-sent
+    delivery is recognisable in Flower and in the logs."""
+    return str(uuid.uuid5(uuid.UUID(str(event_id)), handler))
+
+
+def run_delivery(
+    task: Task, spec: HandlerSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    request = task.request
+    attempt = (request.retries or 0) + 1
+    poisoned_retry = bool(kwargs.pop("poisoned_retry", False))
+    message = args[0] if args else None
+    try:
+        if len(args) != 1 or kwargs:
+            raise UnknownHandler(
+                f"{spec.name} takes one event envelope; got {len(args)} positional "
+                f"argument(s) and keyword(s) {sorted(kwargs)}."
+            )
+        envelope = Envelope.from_message(message)
+        event = envelope.event()
+        if not isinstance(event, spec.event_types):
+            raise UnknownHandler(f"{spec.name} does not handle {envelope.event_type}.")
+    except MessageError as exc:
+        _poison(task, spec, message, exc, attempt)
+        raise HandlerPoisoned(f"{type(exc).__name__}: {exc}") from exc
+
+    log = logging.LoggerAdapter(
+        logger,
+        {
+            "event_id": str(envelope.event_id),
+            "event_type": envelope.event_type,
+            "handler": spec.name,
+            "attempt": attempt,
+            "correlation_id": envelope.correlation_id,
+        },
+    )
+    with message_context(
+        correlation_id=envelope.correlation_id,
+        causation_id=str(envelope.event_id),
+        handling=envelope.event_id,
+    ):
+        try:
+            outcome = _apply_once(spec, envelope.event_id, event)
+        except Exception as exc:
+            if spec.should_retry(exc) and (request.retries or 0) < spec.max_retries:
+                countdown = spec.countdown(request.retries or 0)
+                log.warning(
+                    "%s on %s %s (attempt %d) failed with %s: %s; retrying in %.1fs",
+                    spec.name, envelope.event_type, envelope.event_id, attempt,
+                    type(exc).__name__, exc, countdown,
+                )  # fmt: skip
+                raise task.retry(exc=exc, countdown=countdown) from exc
+            _poison(task, spec, message, exc, attempt)
+            log.error(
+                "%s poisoned on attempt %d: %s: %s", spec.name, attempt, type(exc).__name__, exc
+            )
+            raise HandlerPoisoned(f"{type(exc).__name__}: {exc}") from exc
+    if poisoned_retry:
+        poison.mark_resolved(event_id=envelope.event_id, handler=spec.name)
+    log.info("%s %s %s: %s", spec.name, envelope.event_type, envelope.event_id, outcome)
+    return outcome
+
+
+def _apply_once(spec: HandlerSpec, event_id: uuid.UUID, event: Any) -> str:
+    with transaction.atomic():
+        if not _claim(event_id, spec.name):
+            InboxRecord.objects.filter(event_id=event_id, handler=spec.name).update(
+                duplicates=F("duplicates") + 1
+            )
+            return DUPLICATE
+        spec.func(event)
+    return DONE
+
+
+def _claim(event_id: uuid.UUID, handler: str) -> bool:
+    """INSERT the inbox record unless it exists, in one round trip.
+
+    On PostgreSQL a concurrent duplicate blocks on the unique index until the
+    first delivery's transaction ends, then sees its record (or claims it, if
+    that one rolled back). SQLite serialises writers anyway.
+    """
+    meta = InboxRecord._meta
+    prep = meta.get_field("event_id").get_db_prep_value(event_id, connection)
+    handled_at = meta.get_field("handled_at").get_db_prep_value(timezone.now(), connection)
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(meta.db_table)} (event_id, handler, handled_at, duplicates) "
+            "VALUES (%s, %s, %s, 0) ON CONFLICT (event_id, handler) DO NOTHING RETURNING id",
+            [prep, handler, handled_at],
+        )
+        return cursor.fetchone() is not None
+
+
+def _poison(task: Task, spec: HandlerSpec, message: Any, exc: BaseException, attempt: int) -> None:
+    try:
+        poison.record(
+            handler=spec.name,
+            message=message,
+            exception=exc,
+            traceback_text="".join(traceback.format_exception(exc)),
+            attempts=attempt,
+            task_id=task.request.id or "",
+        )
+    except DatabaseError as db_exc:
+        # No record, no ack: keep the message alive until the database is back.
+        raise task.retry(exc=db_exc, countdown=spec.backoff_max, max_retries=None) from db_exc
+
+
+@task_failure.connect
+def _poison_lost_or_timed_out(
+    sender: Task | None = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    """Failures that never reach run_delivery's except-clause: a pool process
+    that died (WorkerLostError, after retry_on_worker_lost ran out) or a hard
+    time limit. Celery calls only this signal for them, in the main process."""
+    spec = get_handler(getattr(sender, "name", "") or "")
+    if spec is None or sender is None or isinstance(exception, HandlerPoisoned | Retry):
+        return
+    retries = getattr(sender.request, "retries", 0) or 0
+    poison.record(
+        handler=spec.name,
+        message=args[0] if args else None,
+        exception=exception or RuntimeError("unknown failure"),
+        traceback_text=str(einfo or ""),
+        attempts=retries + 1,
+        task_id=task_id or "",
+    )
+
+
+@task_unknown.connect
+def _poison_unknown_handler(
+    message: Any = None, name: str | None = None, id: str | None = None, **_: Any
+) -> None:
+    """A message for a handler task this worker does not have (renamed or
+    removed since it was published). Celery drops it; we keep it, poisoned."""
+    try:
+        args = message.decode()[0] if message is not None else []
+    except Exception:
+        args = []
+    envelope = args[0] if args and isinstance(args[0], dict) else None
+    if envelope is None or "event_type" not in envelope:
+        return  # not one of ours
+    poison.record(
+        handler=name or "?",
+        message=envelope,
+        exception=UnknownHandler(f"No handler task named {name!r} is registered in this worker."),
+        traceback_text="",
+        attempts=1,
+        task_id=id or "",
+    )
+
+
+@shared_task(name="mediator.relay_outbox", ignore_result=True)
+def relay_outbox() -> int:
+    """The beat-scheduled sweep: dispatch rows the after-commit path missed."""
+    from mediator.relay import relay_pending
+
+    return relay_pending().dispatched
