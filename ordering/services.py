@@ -5,8 +5,11 @@ from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
-from ordering.models import Order, OrderItem
+from mediator import publish
+from ordering.events import OrderCancelled, OrderPlaced
+from ordering.models import Order, OrderItem, OrderStatus
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,10 @@ class LineItem:
 
 class OrderError(Exception):
     """A domain refusal with a message fit to show the customer."""
+
+
+class OrderNotFound(OrderError):
+    pass
 
 
 def place_order(*, owner: User, items: list[LineItem]) -> Order:
@@ -42,4 +49,44 @@ def place_order(*, owner: User, items: list[LineItem]) -> Order:
             )
             for item in items
         )
+        publish(
+            OrderPlaced(
+                order_id=order.pk,
+                customer_id=owner.pk,
+                customer_email=owner.email,
+                total=total,
+            )
+        )
     return order
+
+
+def cancel_order(*, order: Order, by: User, reason: str = "") -> Order:
+    """Cancel an order and publish OrderCancelled, in one transaction.
+
+    Only the owner or staff may cancel (others are told the order does not
+    exist). The row is locked, so two concurrent cancels cannot both succeed.
+    """
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().filter(pk=order.pk).first()
+        if locked is None or not (locked.owner_id == by.pk or by.is_staff):
+            raise OrderNotFound(f"Order #{order.pk} does not exist.")
+        if locked.status == OrderStatus.CANCELLED:
+            raise OrderError(f"Order #{locked.pk} is already cancelled.")
+        if locked.status == OrderStatus.SHIPPED:
+            raise OrderError(
+                f"Order #{locked.pk} has already shipped and can no longer be cancelled."
+            )
+        locked.status = OrderStatus.CANCELLED
+        locked.cancelled_at = timezone.now()
+        locked.cancel_reason = reason[:200]
+        locked.save(update_fields=["status", "cancelled_at", "cancel_reason", "updated_at"])
+        publish(
+            OrderCancelled(
+                order_id=locked.pk,
+                customer_id=locked.owner_id,
+                customer_email=locked.owner.email,
+                reason=locked.cancel_reason,
+                cancelled_by_id=by.pk,
+            )
+        )
+    return locked

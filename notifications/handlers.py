@@ -1,0 +1,24 @@
+from mediator import handles
+from notifications.services import send_once
+from ordering.events import OrderCancelled, OrderPlaced
+
+
+@handles(OrderPlaced)
+def send_order_confirmation(event: OrderPlaced) -> None:
+    send_once(
+        kind="order_confirmation",
+        recipient=event.customer_email,
+        subject=f"Your order #{event.order_id} is confirmed",
+        body=f"Thank you for your order #{event.order_id} (total {event.total}).",
+    )
+
+
+@handles(OrderCancelled)
+def send_cancellation_notice(event: OrderCancelled) -> None:
+    reason = f" Reason: {event.reason}." if event.reason else ""
+    send_once(
+        kind="order_cancellation",
+        recipient=event.customer_email,
+        subject=f"Your order #{event.order_id} is cancelled",
+        body=f"Your order #{event.order_id} has been cancelled.{reason}",
+    )
