@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from config.celery import app as celery_app
 from scripts.redis_server import RedisServer
-from tests.support import Worker
+from tests.support import Worker, wait_for
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,6 +22,7 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     os.environ["REDIS_URL"] = os.environ["CELERY_BROKER_URL"] = server.url
     celery_app.conf.broker_url = server.url  # type: ignore[misc]
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = server.url
     try:
         yield server
     finally:
@@ -62,3 +64,30 @@ def start_worker(
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def settle_deliveries(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that ran a worker, wait until every event it dispatched has
+    settled (done or poisoned for each handler) before the database is flushed:
+    truncating tables under a running handler would deadlock on PostgreSQL."""
+    yield
+    if "celery_worker" not in request.fixturenames:
+        return
+    from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
+    from mediator.registry import get_handler
+
+    def settled() -> bool:
+        for row in OutboxMessage.objects.filter(status=OutboxStatus.DISPATCHED):
+            for handler in row.handlers:
+                spec = get_handler(handler)
+                if spec is not None and spec.queue:
+                    continue  # parked on a queue no test worker consumes
+                if not (
+                    InboxRecord.objects.filter(event_id=row.event_id, handler=handler).exists()
+                    or PoisonedTask.objects.filter(event_id=row.event_id, handler=handler).exists()
+                ):
+                    return False
+        return True
+
+    wait_for(settled, timeout=60, interval=0.1, message="deliveries to settle")

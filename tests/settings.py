@@ -34,3 +34,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Serve static files from the apps directly: tests never run collectstatic.
 STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
+
+# Test events and handlers whose misbehaviour tests choose (tests/testapp).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405

@@ -1,0 +1,115 @@
+"""The relay: rows the after-commit path could not send, and relays in parallel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.utils import timezone
+
+from mediator import publish
+from mediator.events import Envelope
+from mediator.models import OutboxMessage, OutboxStatus
+from scripts.redis_server import RedisServer
+from tests.mediator.helpers import FLAKY, RECORD, effects, handled, new_key, store
+from tests.support import ROOT, Worker, subprocess_env, wait_for
+from tests.testapp.events import Parked, Pinged
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_broker_down_at_commit_leaves_row_pending_then_relay_delivers_once(
+    celery_worker: Worker, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        with transaction.atomic():
+            event_id = publish(Pinged(key=new_key()))
+        elapsed = time.monotonic() - started
+    finally:
+        redis_server.start()
+    # The commit itself must not be held hostage by the broker: bounded retry.
+    assert elapsed < 3.0, f"publishing after commit blocked for {elapsed:.1f}s"
+    row = OutboxMessage.objects.get(event_id=event_id)
+    assert row.status == OutboxStatus.PENDING
+    assert row.dispatch_attempts == 1
+    assert "Connection refused" in row.last_error or "Error" in row.last_error
+
+    out = StringIO()
+    call_command("relay_outbox", "--grace", "0", stdout=out)
+    assert "dispatched 1," in out.getvalue()
+    wait_for(lambda: handled(event_id, RECORD) and handled(event_id, FLAKY), timeout=60,
+             message="delivery after the broker came back")  # fmt: skip
+    assert effects(event_id, "record_ping") == 1
+    assert effects(event_id, "flaky_ping") == 1
+    row.refresh_from_db()
+    assert row.status == OutboxStatus.DISPATCHED
+
+
+def test_relay_leaves_fresh_rows_to_the_after_commit_path() -> None:
+    with transaction.atomic():
+        event_id = publish(Pinged(key=new_key()))
+    OutboxMessage.objects.filter(event_id=event_id).update(status=OutboxStatus.PENDING)
+    out = StringIO()
+    call_command("relay_outbox", "--grace", "60", stdout=out)
+    assert "dispatched 0," in out.getvalue()
+    assert OutboxMessage.objects.get(event_id=event_id).status == OutboxStatus.PENDING
+
+
+RELAY = """
+import sys, time, django, redis
+django.setup()
+from mediator.relay import relay_pending
+r = redis.Redis.from_url(sys.argv[1])
+while not r.exists("go"):
+    time.sleep(0.005)
+result = relay_pending(batch_size=50, grace_seconds=0)
+print(result.dispatched)
+"""
+
+
+def test_two_relays_at_once_dispatch_each_row_exactly_once(redis_server: RedisServer) -> None:
+    rows = 2000
+    past = timezone.now() - timedelta(minutes=1)
+    envelopes = [
+        Envelope.wrap(Parked(n=n), correlation_id=None, causation_id=None) for n in range(rows)
+    ]
+    OutboxMessage.objects.bulk_create(
+        OutboxMessage(
+            event_id=e.event_id, event_type=e.event_type, version=e.version, payload=e.payload,
+            occurred_at=e.occurred_at, created_at=past,
+        )
+        for e in envelopes
+    )  # fmt: skip
+    r = store()
+    r.delete("go", "parked")
+    env = subprocess_env(redis_server.url)
+    relays = [
+        subprocess.Popen([sys.executable, "-c", RELAY, redis_server.url], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    wait_for(lambda: all(p.poll() is None for p in relays), message="relays running")
+    r.set("go", 1)
+    outputs = [p.communicate(timeout=120) for p in relays]
+    assert all(p.returncode == 0 for p in relays), [err for _, err in outputs]
+    counts = [int(out.strip()) for out, _ in outputs]
+
+    messages = [json.loads(raw) for raw in r.lrange("parked", 0, -1)]
+    task_ids = [m["headers"]["id"] for m in messages]
+    assert sum(counts) == rows
+    assert len(task_ids) == rows
+    assert len(set(task_ids)) == rows, "a row was dispatched twice"
+    assert not OutboxMessage.objects.filter(status=OutboxStatus.PENDING).exists()
+    assert set(OutboxMessage.objects.values_list("dispatch_attempts", flat=True)) == {1}
+    if connection.vendor == "postgresql":
+        assert min(counts) > 0, f"SKIP LOCKED should share the work: {counts}"
+    r.delete("parked")

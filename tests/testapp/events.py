@@ -1,0 +1,18 @@
+from mediator import DomainEvent
+
+
+class Pinged(DomainEvent):
+    """`mode` tells the flaky handler how to misbehave; `key` names its Redis keys."""
+
+    event_type = "testapp.Pinged"
+
+    key: str
+    mode: str = "ok"
+
+
+class Parked(DomainEvent):
+    """Handled on a queue no test worker consumes: its tasks stay in Redis to be counted."""
+
+    event_type = "testapp.Parked"
+
+    n: int

@@ -1,0 +1,74 @@
+"""Handlers whose misbehaviour a test chooses through the event's `mode`.
+
+Attempts are counted in Redis, outside the database transaction that a
+failure rolls back.
+"""
+
+import os
+import signal
+import time
+from typing import Any
+
+import redis
+from celery.signals import task_postrun
+from django.conf import settings
+
+from mediator import PermanentError, current_event_id, handles
+from tests.testapp.events import Parked, Pinged
+from tests.testapp.models import Effect
+
+FLAKY = "tests.testapp.handlers.flaky_ping"
+_client: redis.Redis | None = None
+
+
+def store() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL)
+    return _client
+
+
+@handles(Pinged)
+def record_ping(event: Pinged) -> None:
+    Effect.objects.create(event_id=current_event_id(), handler="record_ping")
+
+
+@handles(Pinged, max_retries=2, backoff=0.2, backoff_max=0.5)
+def flaky_ping(event: Pinged) -> None:
+    r = store()
+    attempt = r.incr(f"attempts:{event.key}")
+    r.rpush(f"attempt-times:{event.key}", time.time())
+    Effect.objects.create(event_id=current_event_id(), handler="flaky_ping")
+    if event.mode == "fail-twice" and attempt <= 2:
+        raise ConnectionError(f"downstream unavailable (attempt {attempt})")
+    if event.mode == "always-fail":
+        raise ConnectionError(f"downstream unavailable (attempt {attempt})")
+    if event.mode == "bug":
+        raise ValueError("a bug: retrying will not help")
+    if event.mode == "broken-until-fixed" and not r.exists(f"fixed:{event.key}"):
+        raise PermanentError("mail server refuses the recipient")
+    if event.mode == "block":
+        r.rpush(f"started:{event.key}", os.getpid())
+        deadline = time.monotonic() + 60
+        while not r.exists(f"release:{event.key}") and time.monotonic() < deadline:
+            time.sleep(0.02)
+    if event.mode == "always-die":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@task_postrun.connect
+def die_after_commit(sender: Any = None, args: Any = None, **_: Any) -> None:
+    """mode=die-after-commit: kill the pool process after the handler's
+    transaction committed but before the ack, once."""
+    if getattr(sender, "name", "") != FLAKY or not args or not isinstance(args[0], dict):
+        return
+    payload = args[0].get("payload", {})
+    if payload.get("mode") == "die-after-commit" and store().set(
+        f"died:{payload['key']}", 1, nx=True
+    ):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@handles(Parked, queue="parked")
+def parked(event: Parked) -> None:
+    Effect.objects.create(event_id=current_event_id(), handler="parked")
