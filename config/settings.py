@@ -174,6 +174,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
 }
 CELERY_TASK_ROUTES = ["mediator.routing.route_handler_task"]
+# Records messages Celery would drop unread (undecodable, invalid) as poisoned.
+CELERY_WORKER_CONSUMER = "mediator.worker:Consumer"
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
 # --- Mediator (defaults and meaning of each key: mediator/conf.py) ---------
@@ -182,6 +184,7 @@ MEDIATOR = {
     "RETRY_BACKOFF_MAX": env_float("MEDIATOR_RETRY_BACKOFF_MAX", 300.0),
     "RELAY_GRACE_SECONDS": env_float("MEDIATOR_RELAY_GRACE", 5.0),
     "RELAY_INTERVAL_SECONDS": env_float("MEDIATOR_RELAY_INTERVAL", 5.0),
+    "REDELIVER_AFTER_SECONDS": env_float("MEDIATOR_REDELIVER_AFTER", 600.0),
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "mediator-relay-outbox": {

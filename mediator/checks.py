@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from mediator.conf import mediator_settings
 from mediator.events import all_event_classes
-from mediator.registry import all_handlers, duplicate_handler_names, handlers_for
+from mediator.registry import HandlerSpec, all_handlers, duplicate_handler_names, handlers_for
 
 
 @register("mediator")
@@ -56,7 +56,30 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 )
             )
     messages += _check_visibility_timeout()
+    messages += _check_redelivery_bound()
     return messages
+
+
+def retry_schedule_seconds(spec: HandlerSpec) -> float:
+    """The longest a delivery can take before it is done or poisoned: every
+    countdown at its cap, every attempt at its hard time limit."""
+    countdowns = sum(min(spec.backoff_max, spec.backoff * 2**n) for n in range(spec.max_retries))
+    return countdowns + (spec.max_retries + 1) * (spec.time_limit or 0)
+
+
+def _check_redelivery_bound() -> list[CheckMessage]:
+    bound = float(mediator_settings()["REDELIVER_AFTER_SECONDS"])
+    slow = [spec for spec in all_handlers() if retry_schedule_seconds(spec) >= bound]
+    return [
+        Warning(
+            f"{spec.name} may take {retry_schedule_seconds(spec):.0f}s to finish its retries, "
+            f"longer than MEDIATOR_REDELIVER_AFTER ({bound:.0f}s): the reconciler would "
+            "re-send its deliveries while they are still retrying.",
+            hint="Raise MEDIATOR_REDELIVER_AFTER, or lower the handler's retries or backoff.",
+            id="mediator.W002",
+        )
+        for spec in slow
+    ]
 
 
 def _check_visibility_timeout() -> list[CheckMessage]:

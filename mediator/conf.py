@@ -33,6 +33,14 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_GRACE_SECONDS": 5.0,
     "RELAY_BATCH_SIZE": 500,
     "RELAY_INTERVAL_SECONDS": 5.0,
+    # A delivery dispatched this long ago that is neither done nor poisoned was
+    # lost by the broker (restarted without persistence, flushed, failed over)
+    # and is sent again; the inbox makes a needless resend a skipped duplicate.
+    # Keep it above every handler's whole retry schedule (a system check warns).
+    "REDELIVER_AFTER_SECONDS": 600.0,
+    # publish() refuses payloads larger than this (bytes of JSON): a broker
+    # message is not a place for documents.
+    "MAX_PAYLOAD_BYTES": 64 * 1024,
 }
 
 

@@ -1,9 +1,10 @@
 """Sending outbox rows to the broker: one task per subscribed handler.
 
-Used right after commit (fast path) and by the relay (the sweep). A row is
-marked dispatched only once every one of its tasks is with the broker; a row
-whose publish failed stays pending for the relay, and the inbox makes the
-tasks it had already sent harmless when they are sent again.
+Used right after commit (fast path), by the relay (the sweep) and by the
+reconciler (deliveries the broker lost). A row is marked dispatched only once
+every one of its tasks is with the broker; a row whose publish failed stays
+pending for the relay, and the inbox makes the tasks it had already sent
+harmless when they are sent again.
 """
 
 from __future__ import annotations
@@ -33,6 +34,28 @@ class DispatchResult:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: DispatchResult) -> None:
+        self.dispatched += other.dispatched
+        self.no_handlers += other.no_handlers
+        self.failed += other.failed
+        self.errors += other.errors
+
+
+@dataclass
+class Delivery:
+    """The tasks of one outbox row: its envelope, to these handlers."""
+
+    row_id: int
+    message: dict[str, Any]
+    handlers: tuple[str, ...]
+
+
+@dataclass
+class SendOutcome:
+    sent: list[Delivery] = field(default_factory=list)
+    failed: list[Delivery] = field(default_factory=list)
+    error: str = ""
+
 
 def publish_retry_policy() -> dict[str, Any]:
     conf = mediator_settings()
@@ -45,63 +68,79 @@ def publish_retry_policy() -> dict[str, Any]:
     }
 
 
-def dispatch(rows: Sequence[tuple[int, dict[str, Any]]]) -> DispatchResult:
-    """Publish the tasks of (row id, envelope message) pairs, in order, over one
-    producer connection; then mark what was sent. Raises nothing broker-related."""
-    result = DispatchResult()
-    sent: dict[tuple[str, ...], list[int]] = defaultdict(list)
-    no_handlers: list[int] = []
-    failed: list[int] = []
+def send(deliveries: Sequence[Delivery]) -> SendOutcome:
+    """Publish the deliveries in order over one producer connection. Stops at the
+    first broker error (the rest would fail the same way); raises nothing."""
+    outcome = SendOutcome()
     policy = publish_retry_policy()
+    app = current_app
     try:
-        with current_app.producer_or_acquire() as producer:
-            for index, (row_id, message) in enumerate(rows):
-                specs = handlers_for(message["event_type"])
-                if not specs:
-                    no_handlers.append(row_id)
-                    continue
+        with app.producer_or_acquire() as producer:
+            for index, delivery in enumerate(deliveries):
                 try:
-                    for spec in specs:
-                        spec.task.apply_async(
-                            args=(message,),
-                            task_id=delivery_task_id(message["event_id"], spec.name),
+                    for handler in delivery.handlers:
+                        # By name, so a handler removed since publishing still
+                        # gets its message (the worker poisons it as unknown).
+                        app.send_task(
+                            handler,
+                            args=(delivery.message,),
+                            task_id=delivery_task_id(delivery.message["event_id"], handler),
                             producer=producer,
                             retry=True,
                             retry_policy=policy,
+                            add_to_parent=False,
                         )
                 except Exception as exc:
-                    # The broker is unreachable: the rest would fail the same way.
-                    failed = [row_id] + [r for r, _ in rows[index + 1 :]]
-                    result.errors.append(f"{type(exc).__name__}: {exc}")
-                    break
-                sent[tuple(spec.name for spec in specs)].append(row_id)
+                    outcome.failed = list(deliveries[index:])
+                    outcome.error = f"{type(exc).__name__}: {exc}"
+                    return outcome
+                outcome.sent.append(delivery)
     except Exception as exc:  # acquiring the producer itself failed
-        done = {r for ids in sent.values() for r in ids} | set(no_handlers)
-        failed = [row_id for row_id, _ in rows if row_id not in done]
-        result.errors.append(f"{type(exc).__name__}: {exc}")
+        outcome.failed = list(deliveries[len(outcome.sent) :])
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    return outcome
+
+
+def dispatch(rows: Sequence[tuple[int, dict[str, Any]]]) -> DispatchResult:
+    """Send the tasks of (row id, envelope message) pairs to the handlers
+    subscribed now, then mark the rows: dispatched, no handlers, or still
+    pending with the broker's error."""
+    result = DispatchResult()
+    deliveries: list[Delivery] = []
+    no_handlers: list[int] = []
+    for row_id, message in rows:
+        names = tuple(spec.name for spec in handlers_for(message["event_type"]))
+        if names:
+            deliveries.append(Delivery(row_id, message, names))
+        else:
+            no_handlers.append(row_id)
+    outcome = send(deliveries)
 
     now = timezone.now()
     pending = OutboxMessage.objects.filter(status=OutboxStatus.PENDING)
-    for handler_names, ids in sent.items():
+    by_handlers: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for delivery in outcome.sent:
+        by_handlers[delivery.handlers].append(delivery.row_id)
+    for names, ids in by_handlers.items():
         pending.filter(pk__in=ids).update(
-            status=OutboxStatus.DISPATCHED, dispatched_at=now, handlers=list(handler_names),
+            status=OutboxStatus.DISPATCHED, dispatched_at=now, handlers=list(names),
             dispatch_attempts=F("dispatch_attempts") + 1, last_error="",
         )  # fmt: skip
-        result.dispatched += len(ids)
+    result.dispatched = len(outcome.sent)
     if no_handlers:
         pending.filter(pk__in=no_handlers).update(
             status=OutboxStatus.NO_HANDLERS, dispatched_at=now, handlers=[]
         )
         result.no_handlers = len(no_handlers)
-    if failed:
-        error = result.errors[-1][:2000]
-        pending.filter(pk__in=failed).update(
-            dispatch_attempts=F("dispatch_attempts") + 1, last_error=error
+    if outcome.failed:
+        pending.filter(pk__in=[d.row_id for d in outcome.failed]).update(
+            dispatch_attempts=F("dispatch_attempts") + 1, last_error=outcome.error[:2000]
         )
-        result.failed = len(failed)
+        result.failed = len(outcome.failed)
+        result.errors.append(outcome.error)
         logger.warning(
             "broker unreachable: %d outbox row(s) left pending for the relay: %s",
-            len(failed), error,
+            result.failed, outcome.error,
         )  # fmt: skip
     return result
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pydantic
 from django.utils import timezone
 
+from mediator.conf import mediator_settings
 from mediator.exceptions import ImproperEvent, InvalidPayload, MalformedMessage, UnknownEventType
 
 _event_classes: list[type[DomainEvent]] = []
@@ -56,6 +57,15 @@ def event_class_for(event_type: str) -> type[DomainEvent]:
     raise UnknownEventType(f"Unknown event type {event_type!r}: no event class has that name.")
 
 
+def check_payload_size(event_type: str, size: int) -> None:
+    limit = int(mediator_settings()["MAX_PAYLOAD_BYTES"])
+    if size > limit:
+        raise InvalidPayload(
+            f"{event_type} payload is {size} bytes, over the {limit}-byte limit "
+            "(MEDIATOR['MAX_PAYLOAD_BYTES']): carry ids, not documents."
+        )
+
+
 ENVELOPE_FIELDS = (
     "event_id",
     "event_type",
@@ -84,13 +94,18 @@ class Envelope:
     ) -> Envelope:
         if not isinstance(event, DomainEvent):
             raise ImproperEvent(f"publish() takes a DomainEvent, not {type(event).__name__}.")
+        payload = event.payload()
+        try:
+            check_payload_size(type(event).event_type, len(json.dumps(payload)))
+        except InvalidPayload as exc:
+            raise ImproperEvent(str(exc)) from None
         event_id = uuid.uuid4()
         return cls(
             event_id=event_id,
             event_type=type(event).event_type,
             version=type(event).version,
             occurred_at=timezone.now(),
-            payload=event.payload(),
+            payload=payload,
             correlation_id=correlation_id or str(event_id),
             causation_id=causation_id or "",
         )
@@ -142,7 +157,9 @@ class Envelope:
                 f"{self.event_type} version {self.version} cannot be read: "
                 f"this code knows version {cls.version}."
             )
+        raw = json.dumps(self.payload)
+        check_payload_size(self.event_type, len(raw))
         try:
-            return cls.model_validate_json(json.dumps(self.payload), strict=True)
+            return cls.model_validate_json(raw, strict=True)
         except pydantic.ValidationError as exc:
             raise InvalidPayload(f"{self.event_type} payload is invalid: {exc}") from None

@@ -1,6 +1,8 @@
 from django.db import models
 from django.utils import timezone
 
+from mediator.events import Envelope
+
 
 class OutboxStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -27,6 +29,14 @@ class OutboxMessage(models.Model):
     handlers = models.JSONField(default=list, blank=True, help_text="Handler tasks sent.")
     dispatch_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    settled_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the reconciler found every delivery done or poisoned.",
+    )
+    redeliveries = models.PositiveIntegerField(
+        default=0, help_text="Deliveries the reconciler sent again because the broker lost them."
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -38,10 +48,27 @@ class OutboxMessage(models.Model):
                 name="mediator_outbox_pending",
             ),
             models.Index(fields=["-created_at"], name="mediator_outbox_created"),
+            # The reconciler scans only dispatched rows not yet found settled.
+            models.Index(
+                fields=["dispatched_at"],
+                condition=models.Q(status="dispatched", settled_at__isnull=True),
+                name="mediator_outbox_unsettled",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+    def envelope(self) -> Envelope:
+        return Envelope(
+            event_id=self.event_id,
+            event_type=self.event_type,
+            version=self.version,
+            occurred_at=self.occurred_at,
+            payload=self.payload,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+        )
 
 
 class InboxRecord(models.Model):

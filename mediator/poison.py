@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from mediator.exceptions import UnknownHandler
@@ -53,6 +54,29 @@ def record(
         create_defaults={**values, "first_failed_at": now},
     )
     return row
+
+
+def record_in_background(**fields: Any) -> threading.Thread:
+    """record() on a thread of its own, for the worker's main process.
+
+    The main process must not wait on the database: on SQLite a handler past
+    its hard time limit still holds the write lock until the main process has
+    killed it, which it does only after the failure callbacks return. If the
+    write fails anyway, the reconciler later finds the delivery neither done
+    nor poisoned and sends it again.
+    """
+
+    def run() -> None:
+        try:
+            record(**fields)
+        except Exception:
+            logger.exception("could not record poisoned task for %s", fields.get("handler"))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="mediator-record-poison")
+    thread.start()
+    return thread
 
 
 def mark_resolved(*, event_id: uuid.UUID, handler: str) -> None:

@@ -4,6 +4,7 @@ at commit, process killed between commit and publish)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
@@ -11,8 +12,8 @@ from django.utils import timezone
 
 from mediator.conf import mediator_settings
 from mediator.dispatch import DispatchResult, dispatch
-from mediator.events import Envelope
 from mediator.models import OutboxMessage, OutboxStatus
+from mediator.reconcile import ReconcileResult, reconcile_pass
 
 logger = logging.getLogger("mediator.relay")
 
@@ -41,7 +42,7 @@ def relay_once(
         if connection.features.has_select_for_update_skip_locked:
             rows = rows.select_for_update(skip_locked=True)
         batch_rows = [
-            (row.pk, _envelope(row).to_message())
+            (row.pk, row.envelope().to_message())
             for row in rows.only(
                 "id", "event_id", "event_type", "version", "payload", "occurred_at",
                 "correlation_id", "causation_id",
@@ -59,21 +60,25 @@ def relay_pending(
     total = DispatchResult()
     while True:
         result = relay_once(batch_size=batch_size, grace_seconds=grace_seconds)
-        total.dispatched += result.dispatched
-        total.no_handlers += result.no_handlers
-        total.failed += result.failed
-        total.errors += result.errors
+        total.add(result)
         if result.failed or (result.dispatched + result.no_handlers) == 0:
             return total
 
 
-def _envelope(row: OutboxMessage) -> Envelope:
-    return Envelope(
-        event_id=row.event_id,
-        event_type=row.event_type,
-        version=row.version,
-        occurred_at=row.occurred_at,
-        payload=row.payload,
-        correlation_id=row.correlation_id,
-        causation_id=row.causation_id,
-    )
+@dataclass
+class SweepResult:
+    relayed: DispatchResult
+    reconciled: ReconcileResult
+
+
+def sweep(
+    *,
+    batch_size: int | None = None,
+    grace_seconds: float | None = None,
+    redeliver_after: float | None = None,
+) -> SweepResult:
+    """What the beat task and `relay_outbox` run: relay the pending rows, then
+    one reconciliation pass for deliveries the broker lost."""
+    relayed = relay_pending(batch_size=batch_size, grace_seconds=grace_seconds)
+    reconciled = reconcile_pass(redeliver_after=redeliver_after, batch_size=batch_size)
+    return SweepResult(relayed, reconciled)

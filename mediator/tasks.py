@@ -194,7 +194,7 @@ def _poison_lost_or_timed_out(
     if spec is None or sender is None or isinstance(exception, HandlerPoisoned | Retry):
         return
     retries = getattr(sender.request, "retries", 0) or 0
-    poison.record(
+    poison.record_in_background(
         handler=spec.name,
         message=args[0] if args else None,
         exception=exception or RuntimeError("unknown failure"),
@@ -217,7 +217,7 @@ def _poison_unknown_handler(
     envelope = args[0] if args and isinstance(args[0], dict) else None
     if envelope is None or "event_type" not in envelope:
         return  # not one of ours
-    poison.record(
+    poison.record_in_background(
         handler=name or "?",
         message=envelope,
         exception=UnknownHandler(f"No handler task named {name!r} is registered in this worker."),
@@ -229,7 +229,9 @@ def _poison_unknown_handler(
 
 @shared_task(name="mediator.relay_outbox", ignore_result=True)
 def relay_outbox() -> int:
-    """The beat-scheduled sweep: dispatch rows the after-commit path missed."""
-    from mediator.relay import relay_pending
+    """The beat-scheduled sweep: dispatch rows the after-commit path missed,
+    and re-send deliveries the broker lost."""
+    from mediator.relay import sweep
 
-    return relay_pending().dispatched
+    result = sweep()
+    return result.relayed.dispatched + result.reconciled.redelivered

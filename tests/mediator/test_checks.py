@@ -81,6 +81,13 @@ def test_visibility_timeout_shorter_than_a_retry_is_an_error() -> None:
     assert "would be handed to a second worker" in messages[0].msg
 
 
+@override_settings(MEDIATOR={"REDELIVER_AFTER_SECONDS": 1.0})
+def test_redelivery_bound_shorter_than_a_retry_schedule_is_a_warning() -> None:
+    messages = check_wiring()
+    assert "mediator.W002" in ids(messages)
+    assert any("tests.testapp.handlers.flaky_ping may take" in m.msg for m in messages)
+
+
 @override_settings(MEDIATOR={"MAX_RETRYS": 3})
 def test_misspelt_mediator_setting_is_an_error() -> None:
     messages = check_wiring()

@@ -12,12 +12,14 @@ from typing import Any
 import redis
 from celery.signals import task_postrun
 from django.conf import settings
+from django.db import OperationalError, connection
 
 from mediator import PermanentError, current_event_id, handles
 from tests.testapp.events import Parked, Pinged
 from tests.testapp.models import Effect
 
 FLAKY = "tests.testapp.handlers.flaky_ping"
+HARD_TIME_LIMIT = 4
 _client: redis.Redis | None = None
 
 
@@ -33,7 +35,7 @@ def record_ping(event: Pinged) -> None:
     Effect.objects.create(event_id=current_event_id(), handler="record_ping")
 
 
-@handles(Pinged, max_retries=2, backoff=0.2, backoff_max=0.5)
+@handles(Pinged, max_retries=2, backoff=0.2, backoff_max=0.5, time_limit=HARD_TIME_LIMIT)
 def flaky_ping(event: Pinged) -> None:
     r = store()
     attempt = r.incr(f"attempts:{event.key}")
@@ -54,6 +56,16 @@ def flaky_ping(event: Pinged) -> None:
             time.sleep(0.02)
     if event.mode == "always-die":
         os.kill(os.getpid(), signal.SIGKILL)
+    if event.mode == "hang":
+        while True:
+            time.sleep(0.1)
+    if event.mode == "db-error-once" and attempt == 1:
+        # The handler lets a broken database connection's error escape.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        connection.close()
+        raise OperationalError("server closed the connection unexpectedly")
 
 
 @task_postrun.connect

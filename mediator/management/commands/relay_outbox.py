@@ -6,18 +6,27 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from mediator.conf import mediator_settings
-from mediator.relay import relay_pending
+from mediator.relay import SweepResult, sweep
 
 
 class Command(BaseCommand):
-    help = "Dispatch outbox rows still pending after the grace period (once, or --loop)."
+    help = (
+        "Dispatch outbox rows still pending after the grace period, then re-send "
+        "deliveries the broker lost (one reconciliation pass). Once, or --loop."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--loop", action="store_true", help="keep relaying until stopped")
+        parser.add_argument("--loop", action="store_true", help="keep sweeping until stopped")
         parser.add_argument("--interval", type=float, default=None, help="seconds between sweeps")
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument(
-            "--grace", type=float, default=None, help="only rows older than this (seconds)"
+            "--grace", type=float, default=None, help="relay rows older than this (seconds)"
+        )
+        parser.add_argument(
+            "--redeliver-after",
+            type=float,
+            default=None,
+            help="re-send deliveries unsettled this long after dispatch (seconds)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -32,11 +41,12 @@ class Command(BaseCommand):
             signal.signal(signal.SIGTERM, stop)
             signal.signal(signal.SIGINT, stop)
         while True:
-            result = relay_pending(batch_size=options["batch_size"], grace_seconds=options["grace"])
-            self.stdout.write(
-                f"dispatched {result.dispatched}, no handlers {result.no_handlers}, "
-                f"left pending {result.failed}"
-                + (f" ({result.errors[-1]})" if result.errors else "")
+            self.report(
+                sweep(
+                    batch_size=options["batch_size"],
+                    grace_seconds=options["grace"],
+                    redeliver_after=options["redeliver_after"],
+                )
             )
             if not options["loop"] or stopping:
                 return
@@ -45,3 +55,12 @@ class Command(BaseCommand):
                 time.sleep(0.1)
             if stopping:
                 return
+
+    def report(self, result: SweepResult) -> None:
+        relayed, reconciled = result.relayed, result.reconciled
+        errors = relayed.errors + reconciled.errors
+        self.stdout.write(
+            f"dispatched {relayed.dispatched}, no handlers {relayed.no_handlers}, "
+            f"left pending {relayed.failed}; redelivered {reconciled.redelivered}, "
+            f"settled {reconciled.settled}" + (f" ({errors[-1]})" if errors else "")
+        )
