@@ -115,7 +115,7 @@ class PoisonedTaskAdmin(admin.ModelAdmin):
     @admin.action(description="Discard selected poisoned tasks", permissions=["change"])
     def discard(self, request: HttpRequest, queryset: QuerySet[PoisonedTask]) -> None:
         count = 0
-        for row in queryset.exclude(status=PoisonStatus.DISCARDED):
+        for row in queryset.filter(status=PoisonStatus.POISONED):
             poison.discard(row)
             count += 1
         self.message_user(request, f"Discarded {count} task(s).", messages.SUCCESS)

@@ -8,7 +8,7 @@ import threading
 import uuid
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections
 from django.utils import timezone
 
 from mediator.exceptions import UnknownHandler
@@ -56,18 +56,22 @@ def record(
     return row
 
 
-def record_in_background(**fields: Any) -> threading.Thread:
+def record_in_background(*, only_if_not_done: bool = False, **fields: Any) -> threading.Thread:
     """record() on a thread of its own, for the worker's main process.
 
     The main process must not wait on the database: on SQLite a handler past
     its hard time limit still holds the write lock until the main process has
     killed it, which it does only after the failure callbacks return. If the
     write fails anyway, the reconciler later finds the delivery neither done
-    nor poisoned and sends it again.
+    nor poisoned and sends it again. With only_if_not_done, a delivery whose
+    inbox record exists (it committed before its process died) is left alone.
     """
 
     def run() -> None:
         try:
+            if only_if_not_done and _done(fields.get("message"), fields["handler"]):
+                logger.info("%s had committed before it was lost; not poisoned", fields["handler"])
+                return
             record(**fields)
         except Exception:
             logger.exception("could not record poisoned task for %s", fields.get("handler"))
@@ -96,8 +100,11 @@ def retry(row: PoisonedTask) -> None:
     if not isinstance(row.payload, dict):
         raise UnknownHandler(f"Poisoned task {row.pk} has no event envelope to retry.")
     previous = row.status
-    with transaction.atomic():
-        PoisonedTask.objects.filter(pk=row.pk).update(status=PoisonStatus.RETRIED)
+    claimed = PoisonedTask.objects.filter(
+        pk=row.pk, status__in=[PoisonStatus.POISONED, PoisonStatus.RETRIED]
+    ).update(status=PoisonStatus.RETRIED)
+    if not claimed:
+        raise UnknownHandler(f"Poisoned task {row.pk} is no longer poisoned; not retried.")
     try:
         result = spec.task.apply_async(args=(row.payload,), kwargs={"poisoned_retry": True})
     except Exception:
@@ -107,8 +114,18 @@ def retry(row: PoisonedTask) -> None:
 
 
 def discard(row: PoisonedTask) -> None:
-    PoisonedTask.objects.filter(pk=row.pk).update(
+    PoisonedTask.objects.filter(pk=row.pk, status=PoisonStatus.POISONED).update(
         status=PoisonStatus.DISCARDED, resolved_at=timezone.now()
+    )
+
+
+def _done(message: Any, handler: str) -> bool:
+    from mediator.models import InboxRecord
+
+    event_id = _uuid_or_none(message.get("event_id")) if isinstance(message, dict) else None
+    return (
+        event_id is not None
+        and InboxRecord.objects.filter(event_id=event_id, handler=handler).exists()
     )
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import uuid
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import connection, transaction
 
 from mediator.context import current_causation_id, current_correlation_id
 from mediator.events import DomainEvent, Envelope
 from mediator.exceptions import PublishOutsideTransaction
 
 
-def publish(event: DomainEvent, *, using: str = DEFAULT_DB_ALIAS) -> uuid.UUID:
+def publish(event: DomainEvent) -> uuid.UUID:
     """Publish a domain event; returns its event id.
 
     Must be called inside `transaction.atomic()`: the event is part of the
@@ -23,7 +23,7 @@ def publish(event: DomainEvent, *, using: str = DEFAULT_DB_ALIAS) -> uuid.UUID:
     from mediator.dispatch import dispatch_after_commit
     from mediator.models import OutboxMessage
 
-    if not connections[using].in_atomic_block:
+    if not connection.in_atomic_block:
         raise PublishOutsideTransaction(
             f"publish({type(event).__name__}) was called outside a transaction. Wrap the "
             "change and the publish in `with transaction.atomic():` so the event commits "
@@ -32,7 +32,7 @@ def publish(event: DomainEvent, *, using: str = DEFAULT_DB_ALIAS) -> uuid.UUID:
     envelope = Envelope.wrap(
         event, correlation_id=current_correlation_id(), causation_id=current_causation_id()
     )
-    row = OutboxMessage.objects.using(using).create(
+    row = OutboxMessage.objects.create(
         event_id=envelope.event_id,
         event_type=envelope.event_type,
         version=envelope.version,
@@ -43,5 +43,5 @@ def publish(event: DomainEvent, *, using: str = DEFAULT_DB_ALIAS) -> uuid.UUID:
     )
     message = envelope.to_message()
     row_id = row.pk
-    transaction.on_commit(lambda: dispatch_after_commit(row_id, message), using=using)
+    transaction.on_commit(lambda: dispatch_after_commit(row_id, message))
     return envelope.event_id

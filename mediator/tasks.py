@@ -8,12 +8,14 @@ the record, and is skipped: the handler's database effect happens once.
 from __future__ import annotations
 
 import logging
+import sys
+import time
 import traceback
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery import Task, shared_task
-from celery.exceptions import Retry
+from celery.exceptions import Reject, Retry
 from celery.signals import task_failure, task_unknown
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
@@ -120,7 +122,7 @@ def run_delivery(
                     spec.name, envelope.event_type, envelope.event_id, attempt,
                     type(exc).__name__, exc, countdown,
                 )  # fmt: skip
-                raise task.retry(exc=exc, countdown=countdown) from exc
+                _retry(task, exc, countdown=countdown)
             _poison(task, spec, message, exc, attempt)
             log.error(
                 "%s poisoned on attempt %d: %s: %s", spec.name, attempt, type(exc).__name__, exc
@@ -174,8 +176,22 @@ def _poison(task: Task, spec: HandlerSpec, message: Any, exc: BaseException, att
             task_id=task.request.id or "",
         )
     except DatabaseError as db_exc:
-        # No record, no ack: keep the message alive until the database is back.
-        raise task.retry(exc=db_exc, countdown=spec.backoff_max, max_retries=None) from db_exc
+        # No record, no ack: keep the message alive until the database is back
+        # (max_retries=None would mean "the task's limit", already spent).
+        _retry(task, db_exc, countdown=spec.backoff_max, max_retries=sys.maxsize)
+
+
+def _retry(task: Task, exc: Exception, *, countdown: float, **options: Any) -> NoReturn:
+    try:
+        raise task.retry(exc=exc, countdown=countdown, **options)
+    except Reject as no_retry:
+        # Celery could not publish the retry (the broker is down) and would drop
+        # the message. Put it back instead, after a short pause so a broker that
+        # takes requeues but not publishes cannot spin us in a tight loop.
+        reason = getattr(no_retry, "reason", no_retry)
+        logger.warning("could not schedule a retry (%s); requeueing the delivery", reason)
+        time.sleep(min(countdown, 1.0))
+        raise Reject(reason, requeue=True) from exc
 
 
 @task_failure.connect
@@ -195,6 +211,7 @@ def _poison_lost_or_timed_out(
         return
     retries = getattr(sender.request, "retries", 0) or 0
     poison.record_in_background(
+        only_if_not_done=True,
         handler=spec.name,
         message=args[0] if args else None,
         exception=exception or RuntimeError("unknown failure"),

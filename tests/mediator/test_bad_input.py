@@ -7,14 +7,18 @@ import uuid
 
 import pytest
 from celery import current_app
+from django.db import transaction
 from kombu import Producer
 
+from mediator import publish
 from mediator.events import Envelope
 from mediator.exceptions import ImproperEvent
 from mediator.models import PoisonedTask
 from tests.mediator.helpers import FLAKY, RECORD, effects, handled, new_key, poisoned, publish_ping
 from tests.support import Worker, wait_for
-from tests.testapp.events import Pinged
+from tests.testapp.events import Pinged, Stalled
+
+STALL = "tests.testapp.handlers.stall"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,10 +74,11 @@ def test_oversized_payload_is_refused_at_publish_and_poisoned_on_arrival(
 def test_handler_that_never_returns_is_stopped_by_the_hard_limit_and_poisoned(
     celery_worker: Worker,
 ) -> None:
-    event_id, _ = publish_ping("hang")
-    row = wait_for(lambda: poisoned(event_id, FLAKY), timeout=60, message="the hard time limit")
-    assert row.exception.startswith("TimeLimitExceeded")
-    assert effects(event_id, "flaky_ping") == 0
+    with transaction.atomic():
+        event_id = publish(Stalled(key=new_key()))
+    row = wait_for(lambda: poisoned(event_id, STALL), timeout=60, message="the hard time limit")
+    assert row.exception == "TimeLimitExceeded: TimeLimitExceeded(4,)"
+    assert row.attempts == 1
     keeps_flowing()
 
 

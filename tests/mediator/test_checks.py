@@ -85,7 +85,7 @@ def test_visibility_timeout_shorter_than_a_retry_is_an_error() -> None:
 def test_redelivery_bound_shorter_than_a_retry_schedule_is_a_warning() -> None:
     messages = check_wiring()
     assert "mediator.W002" in ids(messages)
-    assert any("tests.testapp.handlers.flaky_ping may take" in m.msg for m in messages)
+    assert any("tests.testapp.handlers.stall may take" in m.msg for m in messages)
 
 
 @override_settings(MEDIATOR={"MAX_RETRYS": 3})

@@ -10,6 +10,12 @@ class Pinged(DomainEvent):
     mode: str = "ok"
 
 
+class Stalled(DomainEvent):
+    event_type = "testapp.Stalled"
+
+    key: str
+
+
 class Parked(DomainEvent):
     """Handled on a queue no test worker consumes: its tasks stay in Redis to be counted."""
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import OperationalError, connection
 
 from mediator import PermanentError, current_event_id, handles
-from tests.testapp.events import Parked, Pinged
+from tests.testapp.events import Parked, Pinged, Stalled
 from tests.testapp.models import Effect
 
 FLAKY = "tests.testapp.handlers.flaky_ping"
@@ -35,7 +35,7 @@ def record_ping(event: Pinged) -> None:
     Effect.objects.create(event_id=current_event_id(), handler="record_ping")
 
 
-@handles(Pinged, max_retries=2, backoff=0.2, backoff_max=0.5, time_limit=HARD_TIME_LIMIT)
+@handles(Pinged, max_retries=2, backoff=0.2, backoff_max=0.5)
 def flaky_ping(event: Pinged) -> None:
     r = store()
     attempt = r.incr(f"attempts:{event.key}")
@@ -56,15 +56,11 @@ def flaky_ping(event: Pinged) -> None:
             time.sleep(0.02)
     if event.mode == "always-die":
         os.kill(os.getpid(), signal.SIGKILL)
-    if event.mode == "hang":
-        while True:
-            time.sleep(0.1)
     if event.mode == "db-error-once" and attempt == 1:
         # The handler lets a broken database connection's error escape.
-        if connection.vendor == "postgresql":
+        if connection.vendor == "postgresql":  # really lose the connection
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
-        connection.close()
         raise OperationalError("server closed the connection unexpectedly")
 
 
@@ -79,6 +75,14 @@ def die_after_commit(sender: Any = None, args: Any = None, **_: Any) -> None:
         f"died:{payload['key']}", 1, nx=True
     ):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@handles(Stalled, time_limit=HARD_TIME_LIMIT)
+def stall(event: Stalled) -> None:
+    """Never returns: only the hard time limit ends it. (Its own event, so the
+    limit does not race billiard's detection of killed processes elsewhere.)"""
+    while True:
+        time.sleep(0.1)
 
 
 @handles(Parked, queue="parked")

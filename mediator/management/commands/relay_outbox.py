@@ -1,12 +1,16 @@
+import logging
 import signal
 import time
 from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import connections
 
 from mediator.conf import mediator_settings
 from mediator.relay import SweepResult, sweep
+
+logger = logging.getLogger("mediator.relay")
 
 
 class Command(BaseCommand):
@@ -41,13 +45,20 @@ class Command(BaseCommand):
             signal.signal(signal.SIGTERM, stop)
             signal.signal(signal.SIGINT, stop)
         while True:
-            self.report(
-                sweep(
-                    batch_size=options["batch_size"],
-                    grace_seconds=options["grace"],
-                    redeliver_after=options["redeliver_after"],
+            try:
+                self.report(
+                    sweep(
+                        batch_size=options["batch_size"],
+                        grace_seconds=options["grace"],
+                        redeliver_after=options["redeliver_after"],
+                    )
                 )
-            )
+            except Exception:
+                if not options["loop"]:
+                    raise
+                # A database or broker outage must not end the loop: try again.
+                logger.exception("sweep failed; retrying in %ss", interval)
+                connections.close_all()
             if not options["loop"] or stopping:
                 return
             deadline = time.monotonic() + interval
