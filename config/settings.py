@@ -192,6 +192,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": MEDIATOR["RELAY_INTERVAL_SECONDS"],
         "options": {"expires": MEDIATOR["RELAY_INTERVAL_SECONDS"]},
     },
+    "notifications-send-queued": {
+        "task": "notifications.send_queued_emails",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
 }
 
 # Where operators open Flower (admin links). Not FLOWER_*: Flower reads those as its options.

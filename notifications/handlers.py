@@ -1,11 +1,11 @@
 from mediator import handles
-from notifications.services import send_once
+from notifications.services import queue_once
 from ordering.events import OrderCancelled, OrderPlaced
 
 
 @handles(OrderPlaced)
 def send_order_confirmation(event: OrderPlaced) -> None:
-    send_once(
+    queue_once(
         kind="order_confirmation",
         recipient=event.customer_email,
         subject=f"Your order #{event.order_id} is confirmed",
@@ -16,7 +16,7 @@ def send_order_confirmation(event: OrderPlaced) -> None:
 @handles(OrderCancelled)
 def send_cancellation_notice(event: OrderCancelled) -> None:
     reason = f" Reason: {event.reason}." if event.reason else ""
-    send_once(
+    queue_once(
         kind="order_cancellation",
         recipient=event.customer_email,
         subject=f"Your order #{event.order_id} is cancelled",

@@ -23,7 +23,10 @@ ITEM = LineItem(sku="MUG-01", name="Mug", quantity=1, unit_price=Decimal("12.50"
 def placed_and_shipped_pending(alice: User) -> Order:
     order = place_order(owner=alice, items=[ITEM])
     wait_for(lambda: Shipment.objects.filter(order_id=order.pk).exists(), message="shipment")
-    wait_for(lambda: SentEmail.objects.filter(kind="order_confirmation").exists(), message="mail")
+    wait_for(
+        lambda: SentEmail.objects.filter(kind="order_confirmation", sent_at__isnull=False).exists(),
+        message="the confirmation to be sent",
+    )
     return order
 
 
@@ -45,7 +48,8 @@ def test_placing_then_cancelling_on_the_web_cancels_shipment_and_mails_customer(
         message="the shipment to be cancelled",
     )
     mail = wait_for(
-        lambda: SentEmail.objects.filter(kind="order_cancellation").first(), message="the e-mail"
+        lambda: SentEmail.objects.filter(kind="order_cancellation", sent_at__isnull=False).first(),
+        message="the e-mail to be sent",
     )
     assert mail.subject == f"Your order #{order.pk} is cancelled"
     assert "Reason: too slow." in mail.body
