@@ -4,7 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-postgres lint format migrate clean
+DURATION ?= 120
+DB       ?= sqlite
+
+.PHONY: install run test test-postgres lint format migrate chaos clean
 
 install: $(STAMP)
 
@@ -27,6 +30,10 @@ test: install
 
 test-postgres: install
 	scripts/with-postgres $(MAKE) test
+
+# Soak test under faults, ending in a ledger: make chaos [DURATION=1800] [DB=postgres]
+chaos: install
+	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m chaos.run --duration $(DURATION) $(CHAOS_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,351 @@
+"""`make chaos`: a soak test of the real stack under faults, ending in a ledger.
+
+Runs its own Redis, worker processes and relay against a fresh database,
+drives order placements and cancellations through the services while faults
+are injected, lets the system settle, then checks that every committed event
+reached every handler once (or is poisoned), that no effect or e-mail
+happened twice, and that no rolled-back event reached anyone. Exits 1 if not.
+
+    python -m chaos.run --duration 120             # SQLite
+    scripts/with-postgres python -m chaos.run      # PostgreSQL
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.redis_server import RedisServer  # noqa: E402
+
+
+@dataclass
+class Stack:
+    """The processes under test, each startable and killable by pid."""
+
+    workdir: Path
+    env: dict[str, str]
+    redis: RedisServer
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    relay: subprocess.Popen[bytes] | None = None
+    started: int = 0
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        self.started += 1
+        log = (self.workdir / f"{name}-{self.started}.log").open("wb")
+        return subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def start_worker(self) -> None:
+        self.workers.append(
+            self._spawn(
+                "worker",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--pool=prefork",
+                    "--concurrency=2",
+                    "--loglevel=WARNING",
+                    "-n",
+                    f"chaos-{self.started}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+            )
+        )
+
+    def start_relay(self) -> None:
+        self.relay = self._spawn(
+            "relay", [sys.executable, "manage.py", "relay_outbox", "--loop", "--interval", "1"]
+        )
+
+    def revive(self) -> int:
+        """Restart processes that exited on their own, as a supervisor
+        (systemd, Docker's restart policy) would; returns how many."""
+        dead = [w for w in self.workers if w.poll() is not None]
+        for worker in dead:
+            print(f"  worker pid {worker.pid} exited with {worker.returncode}; restarted")
+            self.workers.remove(worker)
+            self.start_worker()
+        if self.relay is not None and self.relay.poll() is not None:
+            print(f"  relay pid {self.relay.pid} exited with {self.relay.returncode}; restarted")
+            dead.append(self.relay)
+            self.start_relay()
+        return len(dead)
+
+    def kill_worker(self) -> None:
+        victim = self.workers.pop(random.randrange(len(self.workers)))
+        _killpg(victim)
+        self.start_worker()
+
+    def kill_pool_process(self) -> None:
+        worker = random.choice(self.workers)
+        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children")
+        pids = children.read_text().split() if children.exists() else []
+        if pids:
+            os.kill(int(random.choice(pids)), signal.SIGKILL)
+
+    def kill_relay(self) -> None:
+        if self.relay is not None:
+            _killpg(self.relay)
+        self.start_relay()
+
+    def restart_redis(self, *, wipe: bool) -> None:
+        assert self.redis.process is not None
+        self.redis.process.kill()  # no clean shutdown, no final save
+        self.redis.process.wait()
+        self.redis.process = None
+        if wipe and self.redis.data_dir is not None:
+            shutil.rmtree(self.redis.data_dir, ignore_errors=True)
+        time.sleep(random.uniform(0.5, 3.0))  # the outage
+        self.redis.start()
+
+    def stop(self) -> None:
+        for process in [*self.workers, *([self.relay] if self.relay else [])]:
+            _killpg(process)
+        self.redis.stop()
+
+
+def _killpg(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+FAULTS = {
+    "kill worker": lambda s: s.kill_worker(),
+    "kill pool process": lambda s: s.kill_pool_process(),
+    "kill relay": lambda s: s.kill_relay(),
+    "restart redis": lambda s: s.restart_redis(wipe=False),
+    "restart redis wiped": lambda s: s.restart_redis(wipe=True),
+}
+
+
+def drive(
+    stack: Stack, *, duration: float, fault_every: float, rollback_rate: float, rate: float
+) -> dict[str, Any]:
+    """Place and cancel orders for `duration` seconds while injecting faults."""
+    from django.contrib.auth.models import User
+    from django.db import transaction
+
+    from mediator.models import OutboxMessage
+    from ordering.models import Order, OrderStatus
+    from ordering.services import LineItem, OrderError, cancel_order, place_order
+
+    customers = [
+        User.objects.get_or_create(username=f"chaos{n}", defaults={"email": f"c{n}@example.com"})[0]
+        for n in range(5)
+    ]
+    item = LineItem(sku="SOAK-1", name="Soak test item", quantity=1, unit_price=Decimal("9.99"))
+    rolled_back: set[str] = set()
+    faults: Counter[str] = Counter()
+    committed = 0
+    crashes = 0
+    started = time.monotonic()
+    next_fault = started + fault_every
+    last_fault = started
+    while time.monotonic() - started < duration:
+        tick = time.monotonic()
+        customer = random.choice(customers)
+        roll_back = random.random() < rollback_rate
+        try:
+            with transaction.atomic():
+                placed = Order.objects.filter(owner=customer, status=OrderStatus.PLACED).first()
+                if placed is not None and random.random() < 0.3:
+                    order = cancel_order(order=placed, by=customer, reason="soak")
+                else:
+                    order = place_order(owner=customer, items=[item])
+                if roll_back:
+                    rolled_back.update(
+                        str(e) for e in OutboxMessage.objects.filter(
+                            payload__order_id=order.pk, dispatched_at__isnull=True
+                        ).values_list("event_id", flat=True)
+                    )  # fmt: skip
+                    raise _RollBack
+            committed += 1
+        except _RollBack:
+            pass
+        except OrderError:
+            pass
+        crashes += stack.revive()
+        if time.monotonic() >= next_fault:
+            name = random.choice(list(FAULTS))
+            FAULTS[name](stack)
+            faults[name] += 1
+            last_fault = time.monotonic()
+            next_fault = last_fault + random.uniform(0.5, 1.5) * fault_every
+        time.sleep(max(0.0, 1 / rate - (time.monotonic() - tick)))
+    return {"rolled_back": rolled_back, "faults": faults, "last_fault": last_fault,
+            "transactions_committed": committed, "crashes": crashes}  # fmt: skip
+
+
+class _RollBack(Exception):
+    pass
+
+
+def settle(stack: Stack, *, timeout: float) -> float | None:
+    """Seconds until every delivery is done or poisoned, or None on timeout."""
+    from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        stack.revive()
+        expected = _expected_deliveries()
+        if not OutboxMessage.objects.filter(status=OutboxStatus.PENDING).exists():
+            done: set[tuple[Any, str]] = set(InboxRecord.objects.values_list("event_id", "handler"))
+            done |= set(PoisonedTask.objects.values_list("event_id", "handler"))
+            if expected <= done:
+                return time.monotonic() - started
+        time.sleep(1)
+    return None
+
+
+def _expected_deliveries() -> set[tuple[Any, str]]:
+    from mediator.models import OutboxMessage
+    from mediator.registry import handlers_for
+
+    return {
+        (event_id, spec.name)
+        for event_id, event_type in OutboxMessage.objects.values_list("event_id", "event_type")
+        for spec in handlers_for(event_type)
+    }
+
+
+def ledger(
+    driven: dict[str, Any], mail_ledger: Path, settled_after: float | None, since_last_fault: float
+) -> tuple[list[tuple[str, Any, bool]], dict[str, Any]]:
+    from django.db.models import Count
+
+    from chaos.models import AppliedEffect
+    from mediator.models import InboxRecord, OutboxMessage, PoisonedTask, PoisonStatus
+
+    expected = _expected_deliveries()
+    done = set(InboxRecord.objects.values_list("event_id", "handler"))
+    poisoned_rows = PoisonedTask.objects.filter(status=PoisonStatus.POISONED)
+    poisoned: set[tuple[Any, str]] = set(poisoned_rows.values_list("event_id", "handler"))
+    without_traceback = poisoned_rows.filter(traceback="").count()
+    lost = expected - done - poisoned
+    duplicated = (
+        AppliedEffect.objects.values("event_id", "handler").annotate(n=Count("id"))
+        .filter(n__gt=1).count()
+    )  # fmt: skip
+    mails = Counter(mail_ledger.read_text().splitlines()) if mail_ledger.exists() else Counter()
+    mails_twice = sum(1 for n in mails.values() if n > 1)
+    rolled_back = driven["rolled_back"]
+    reached = {str(e) for e in AppliedEffect.objects.values_list("event_id", flat=True)}
+    reached |= {str(e) for e, _ in done | poisoned}
+    reached |= {str(e) for e in OutboxMessage.objects.values_list("event_id", flat=True)}
+    leaked = len(rolled_back & reached)
+    lines = [
+        ("committed events", OutboxMessage.objects.count(), True),
+        ("deliveries expected (events x handlers)", len(expected), True),
+        ("done once", len(expected & done), True),
+        ("poisoned (with a traceback)", len((expected & poisoned) - done), without_traceback == 0),
+        ("LOST", len(lost), not lost),
+        ("DUPLICATED database effects", duplicated, duplicated == 0),
+        ("e-mails sent", sum(mails.values()), True),
+        ("e-mails sent more than once per (event, kind)", mails_twice, mails_twice == 0),
+        ("rolled-back transactions", len(rolled_back), True),
+        ("rolled-back events that reached a handler", leaked, leaked == 0),
+        ("faults injected", sum(driven["faults"].values()), True),
+        ("processes that died on their own (restarted)", driven["crashes"], True),
+        ("settled (s after the last fault)",
+         None if settled_after is None else round(since_last_fault + settled_after, 1),
+         settled_after is not None),
+    ]  # fmt: skip
+    details = {
+        "faults": dict(driven["faults"]),
+        "lost_sample": [list(map(str, x)) for x in list(lost)[:10]],
+    }
+    return lines, details
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=120, help="seconds of load and faults")
+    parser.add_argument("--rate", type=float, default=15, help="transactions per second")
+    parser.add_argument("--fault-every", type=float, default=4, help="mean seconds between faults")
+    parser.add_argument("--transient-rate", type=float, default=0.3)
+    parser.add_argument("--rollback-rate", type=float, default=0.15)
+    parser.add_argument("--settle-timeout", type=float, default=180)
+    parser.add_argument("--json", type=Path, help="write the ledger here too")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the logs even on success")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
+    mail_ledger = workdir / "mail-ledger.txt"
+    redis = RedisServer(data_dir=workdir / "redis").start()
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", f"sqlite:///{workdir / 'chaos.sqlite3'}")
+    env.update(
+        DJANGO_SETTINGS_MODULE="chaos.settings", REDIS_URL=redis.url, CELERY_BROKER_URL=redis.url,
+        CHAOS_MAIL_LEDGER=str(mail_ledger), CHAOS_TRANSIENT_RATE=str(args.transient_rate),
+    )  # fmt: skip
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env,
+                   check=True)  # fmt: skip
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    stack = Stack(workdir=workdir, env=env, redis=redis)
+    print(f"chaos: {args.duration:.0f}s on {connection.vendor}, logs in {workdir}", flush=True)
+    try:
+        for _ in range(2):
+            stack.start_worker()
+        stack.start_relay()
+        driven = drive(stack, duration=args.duration, fault_every=args.fault_every,
+                       rollback_rate=args.rollback_rate, rate=args.rate)  # fmt: skip
+        since_last_fault = time.monotonic() - driven["last_fault"]
+        settled_after = settle(stack, timeout=args.settle_timeout)
+        lines, details = ledger(driven, mail_ledger, settled_after, since_last_fault)
+    finally:
+        stack.stop()
+
+    ok = all(good for _, _, good in lines)
+    print(f"\nLedger ({connection.vendor}, {args.duration:.0f}s, "
+          f"{driven['transactions_committed']} committed transactions)")  # fmt: skip
+    for label, value, good in lines:
+        print(f"  {label:<52} {value!s:>8}  {'ok' if good else 'WRONG'}")
+    print(f"  faults: {details['faults']}")
+    if not ok and details["lost_sample"]:
+        print(f"  lost (sample): {details['lost_sample']}")
+    if args.json:
+        summary = {
+            "database": connection.vendor, "duration": args.duration, "ok": ok,
+            "ledger": {label: value for label, value, _ in lines}, **details,
+        }  # fmt: skip
+        args.json.write_text(json.dumps(summary, indent=2))
+    print("chaos:", "PASS" if ok else f"FAIL (logs kept in {workdir})")
+    if ok and not args.keep_logs:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
