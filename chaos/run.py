@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.celery_worker import worker_argv  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
 
 
@@ -55,26 +56,8 @@ class Stack:
         )  # fmt: skip
 
     def start_worker(self) -> None:
-        self.workers.append(
-            self._spawn(
-                "worker",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "--pool=prefork",
-                    "--concurrency=2",
-                    "--loglevel=WARNING",
-                    "-n",
-                    f"chaos-{self.started}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-            )
-        )
+        name = f"chaos-{self.started}@%h"
+        self.workers.append(self._spawn("worker", worker_argv(name=name, loglevel="WARNING")))
 
     def start_relay(self) -> None:
         self.relay = self._spawn(

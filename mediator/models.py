@@ -59,6 +59,18 @@ class OutboxMessage(models.Model):
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
 
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> "OutboxMessage":
+        return cls(
+            event_id=envelope.event_id,
+            event_type=envelope.event_type,
+            version=envelope.version,
+            payload=envelope.payload,
+            occurred_at=envelope.occurred_at,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.causation_id,
+        )
+
     def envelope(self) -> Envelope:
         return Envelope(
             event_id=self.event_id,

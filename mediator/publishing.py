@@ -32,15 +32,8 @@ def publish(event: DomainEvent) -> uuid.UUID:
     envelope = Envelope.wrap(
         event, correlation_id=current_correlation_id(), causation_id=current_causation_id()
     )
-    row = OutboxMessage.objects.create(
-        event_id=envelope.event_id,
-        event_type=envelope.event_type,
-        version=envelope.version,
-        payload=envelope.payload,
-        occurred_at=envelope.occurred_at,
-        correlation_id=envelope.correlation_id,
-        causation_id=envelope.causation_id,
-    )
+    row = OutboxMessage.from_envelope(envelope)
+    row.save(force_insert=True)
     message = envelope.to_message()
     row_id = row.pk
     transaction.on_commit(lambda: dispatch_after_commit(row_id, message))

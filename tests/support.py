@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +14,8 @@ from typing import Literal, TypeVar
 from urllib.parse import quote
 
 from django.db import connection
+
+from scripts.celery_worker import worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -78,22 +79,7 @@ class Worker:
     ) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log_path = log_dir / f"worker-{self.name.split('@')[0]}.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=prefork",
-            f"--concurrency={concurrency}",
-            "--loglevel=INFO",
-            "-n",
-            self.name,
-            "--without-gossip",
-            "--without-mingle",
-            "-E",
-        ]
+        argv = [*worker_argv(name=self.name, concurrency=concurrency), "-E"]
         if queues:
             argv += ["-Q", queues]
         self._log = self.log_path.open("wb")
