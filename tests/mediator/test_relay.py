@@ -28,16 +28,21 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_broker_down_at_commit_leaves_row_pending_then_relay_delivers_once(
     celery_worker: Worker, redis_server: RedisServer
 ) -> None:
+    later_callback_ran: list[bool] = []
     redis_server.stop()
     try:
         started = time.monotonic()
         with transaction.atomic():
             event_id = publish(Pinged(key=new_key()))
+            transaction.on_commit(lambda: later_callback_ran.append(True))
         elapsed = time.monotonic() - started
     finally:
         redis_server.start()
     # The commit itself must not be held hostage by the broker: bounded retry.
     assert elapsed < 3.0, f"publishing after commit blocked for {elapsed:.1f}s"
+    # A failed dispatch does not raise out of its on_commit callback, which
+    # would make Django skip the callbacks registered after it.
+    assert later_callback_ran == [True]
     row = OutboxMessage.objects.get(event_id=event_id)
     assert row.status == OutboxStatus.PENDING
     assert row.dispatch_attempts == 1
