@@ -37,6 +37,8 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
         "created_at",
         "dispatched_at",
         "dispatch_attempts",
+        "redeliveries",
+        "settled_at",
     ]
     list_filter = ["status", "event_type"]
     search_fields = ["=event_id", "=correlation_id"]
