@@ -10,6 +10,9 @@ CHANGELISTS = [
     "admin:ordering_order_changelist",
     "admin:shipping_shipment_changelist",
     "admin:notifications_sentemail_changelist",
+    "admin:mediator_outboxmessage_changelist",
+    "admin:mediator_inboxrecord_changelist",
+    "admin:mediator_poisonedtask_changelist",
 ]
 
 
