@@ -1,12 +1,21 @@
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# Workers log through Django's LOGGING (one format, with the delivery context).
+@setup_logging.connect
+def _use_django_logging(**_: object) -> None:
+    from mediator.logging import configure_worker_logging
+
+    configure_worker_logging()
 
 
 @app.task(name="config.ping")

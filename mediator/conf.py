@@ -41,6 +41,13 @@ DEFAULTS: dict[str, Any] = {
     # publish() refuses payloads larger than this (bytes of JSON): a broker
     # message is not a place for documents.
     "MAX_PAYLOAD_BYTES": 64 * 1024,
+    # Record "running" / "retrying" per delivery for the order timeline and the
+    # dashboard: one small write per handler run. Off: they show "queued".
+    "TRACK_PROGRESS": True,
+    # The poisoned-task admin links a payload key to an admin page, e.g.
+    # {"order_id": "admin:ordering_order_change"}, and each task to Flower.
+    "PAYLOAD_ADMIN_LINKS": {},
+    "FLOWER_URL": None,  # e.g. "http://127.0.0.1:5555"
 }
 
 

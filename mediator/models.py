@@ -137,3 +137,33 @@ class PoisonedTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.handler} on {self.event_type or '?'} {self.event_id or ''}".strip()
+
+
+class ProgressState(models.TextChoices):
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Retrying"
+
+
+class DeliveryProgress(models.Model):
+    """Where a delivery stands while it is neither done nor poisoned: which
+    attempt is running, or when the next one is due. The inbox record and the
+    poisoned row have the last word; this row only fills the gap before them,
+    so the order timeline and the dashboard can say "running" or "retrying"."""
+
+    event_id = models.UUIDField()
+    handler = models.CharField(max_length=200)
+    state = models.CharField(max_length=16, choices=ProgressState.choices)
+    attempt = models.PositiveIntegerField(default=1)
+    next_try_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id", "handler"], name="mediator_progress_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.handler} {self.state} (attempt {self.attempt}) on {self.event_id}"

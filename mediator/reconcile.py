@@ -20,7 +20,14 @@ from django.utils import timezone
 
 from mediator.conf import mediator_settings
 from mediator.dispatch import Delivery, send
-from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask, PoisonStatus
+from mediator.models import (
+    DeliveryProgress,
+    InboxRecord,
+    OutboxMessage,
+    OutboxStatus,
+    PoisonedTask,
+    PoisonStatus,
+)
 
 logger = logging.getLogger("mediator.reconcile")
 
@@ -102,6 +109,10 @@ def reconcile_once(
         now = timezone.now()
         settled = [row.pk for row in rows if not missing[row.pk]]
         result.settled = OutboxMessage.objects.filter(pk__in=settled).update(settled_at=now)
+        # Progress rows only matter until a delivery settles.
+        DeliveryProgress.objects.filter(
+            event_id__in=[row.event_id for row in rows if not missing[row.pk]]
+        ).delete()
         lost = [
             Delivery(row.pk, row.envelope().to_message(), missing[row.pk])
             for row in rows

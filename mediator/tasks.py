@@ -21,10 +21,11 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from mediator import poison
+from mediator import poison, progress
 from mediator.context import message_context
 from mediator.events import Envelope
 from mediator.exceptions import HandlerPoisoned, MessageError, UnknownHandler
+from mediator.logging import delivery_log_context
 from mediator.models import InboxRecord
 from mediator.registry import get_handler
 
@@ -97,41 +98,40 @@ def run_delivery(
         _poison(task, spec, message, exc, attempt)
         raise HandlerPoisoned(f"{type(exc).__name__}: {exc}") from exc
 
-    log = logging.LoggerAdapter(
-        logger,
-        {
-            "event_id": str(envelope.event_id),
-            "event_type": envelope.event_type,
-            "handler": spec.name,
-            "attempt": attempt,
-            "correlation_id": envelope.correlation_id,
-        },
-    )
-    with message_context(
-        correlation_id=envelope.correlation_id,
-        causation_id=str(envelope.event_id),
-        handling=envelope.event_id,
+    with delivery_log_context(
+        event_id=str(envelope.event_id),
+        event_type=envelope.event_type,
+        handler=spec.name,
+        attempt=attempt,
+        correlation_id=envelope.correlation_id or "-",
     ):
-        try:
-            outcome = _apply_once(spec, envelope.event_id, event)
-        except Exception as exc:
-            if spec.should_retry(exc) and (request.retries or 0) < spec.max_retries:
-                countdown = spec.countdown(request.retries or 0)
-                log.warning(
-                    "%s on %s %s (attempt %d) failed with %s: %s; retrying in %.1fs",
-                    spec.name, envelope.event_type, envelope.event_id, attempt,
-                    type(exc).__name__, exc, countdown,
-                )  # fmt: skip
-                _retry(task, exc, countdown=countdown)
-            _poison(task, spec, message, exc, attempt)
-            log.error(
-                "%s poisoned on attempt %d: %s: %s", spec.name, attempt, type(exc).__name__, exc
-            )
-            raise HandlerPoisoned(f"{type(exc).__name__}: {exc}") from exc
-    if poisoned_retry:
-        poison.mark_resolved(event_id=envelope.event_id, handler=spec.name)
-    log.info("%s %s %s: %s", spec.name, envelope.event_type, envelope.event_id, outcome)
-    return outcome
+        progress.record_running(envelope.event_id, spec.name, attempt)
+        with message_context(
+            correlation_id=envelope.correlation_id,
+            causation_id=str(envelope.event_id),
+            handling=envelope.event_id,
+        ):
+            try:
+                outcome = _apply_once(spec, envelope.event_id, event)
+            except Exception as exc:
+                if spec.should_retry(exc) and (request.retries or 0) < spec.max_retries:
+                    countdown = spec.countdown(request.retries or 0)
+                    logger.warning(
+                        "%s on %s %s (attempt %d) failed with %s: %s; retrying in %.1fs",
+                        spec.name, envelope.event_type, envelope.event_id, attempt,
+                        type(exc).__name__, exc, countdown,
+                    )  # fmt: skip
+                    progress.record_retrying(envelope.event_id, spec.name, attempt, countdown, exc)
+                    _retry(task, exc, countdown=countdown)
+                _poison(task, spec, message, exc, attempt)
+                logger.error(
+                    "%s poisoned on attempt %d: %s: %s", spec.name, attempt, type(exc).__name__, exc
+                )
+                raise HandlerPoisoned(f"{type(exc).__name__}: {exc}") from exc
+        if poisoned_retry:
+            poison.mark_resolved(event_id=envelope.event_id, handler=spec.name)
+        logger.info("%s %s %s: %s", spec.name, envelope.event_type, envelope.event_id, outcome)
+        return outcome
 
 
 def _apply_once(spec: HandlerSpec, event_id: uuid.UUID, event: Any) -> str:
