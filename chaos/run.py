@@ -278,6 +278,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the ledger here too")
     parser.add_argument("--keep-logs", action="store_true", help="keep the logs even on success")
     args = parser.parse_args()
+    # SIGTERM (CI timeout, kill) must still stop the workers, relay and Redis.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
     mail_ledger = workdir / "mail-ledger.txt"

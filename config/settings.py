@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "ordering",
     "shipping",
     "notifications",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -67,7 +68,7 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -105,7 +106,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "ordering:order-list"
+LOGIN_REDIRECT_URL = "orders:order-list"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -185,6 +186,9 @@ MEDIATOR = {
     "RELAY_GRACE_SECONDS": env_float("MEDIATOR_RELAY_GRACE", 5.0),
     "RELAY_INTERVAL_SECONDS": env_float("MEDIATOR_RELAY_INTERVAL", 5.0),
     "REDELIVER_AFTER_SECONDS": env_float("MEDIATOR_REDELIVER_AFTER", 600.0),
+    # Admin links from a poisoned task to what its payload names, and to Flower.
+    "PAYLOAD_ADMIN_LINKS": {"order_id": "admin:ordering_order_change"},
+    "FLOWER_URL": env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555"),
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "mediator-relay-outbox": {
@@ -208,10 +212,22 @@ PUBLIC_FLOWER_URL = env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"delivery": {"()": "mediator.logging.DeliveryContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # logfmt-style: every line of a handler run names its event, handler and attempt.
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s event_id=%(event_id)s "
+            "event_type=%(event_type)s handler=%(handler)s attempt=%(attempt)s "
+            "correlation_id=%(correlation_id)s"
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["delivery"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -4,12 +4,18 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config.health import healthz, readyz
+from mediator.dashboard import dashboard
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="ordering:order-list", permanent=False)),
-    path("orders/", include("ordering.urls")),
+    path("", RedirectView.as_view(pattern_name="orders:order-list", permanent=False)),
+    path("orders/", include("portal.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "admin/mediator/dashboard/",
+        admin.site.admin_view(dashboard),
+        name="mediator-dashboard",
+    ),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

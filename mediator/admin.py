@@ -4,9 +4,11 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
 
 from mediator import poison
+from mediator.conf import mediator_settings
 from mediator.exceptions import MediatorError
 from mediator.models import InboxRecord, OutboxMessage, PoisonedTask, PoisonStatus
 
@@ -58,6 +60,32 @@ class InboxRecordAdmin(ReadOnlyAdmin):
     search_fields = ["=event_id"]
 
 
+def poisoned_task_links(obj: PoisonedTask) -> list[tuple[str, str]]:
+    """(url, label) pairs: the event, what its payload names, the task in Flower."""
+    links = []
+    event = (
+        OutboxMessage.objects.filter(event_id=obj.event_id).only("pk").first()
+        if obj.event_id
+        else None
+    )
+    if event is not None:
+        links.append((reverse("admin:mediator_outboxmessage_change", args=[event.pk]), "event"))
+    payload = obj.payload if isinstance(obj.payload, dict) else {}
+    body = payload.get("payload")
+    if not isinstance(body, dict):
+        body = {}
+    for key, url_name in mediator_settings()["PAYLOAD_ADMIN_LINKS"].items():
+        if key in body:
+            try:
+                links.append((reverse(url_name, args=[body[key]]), f"{key} {body[key]}"))
+            except NoReverseMatch:
+                continue
+    flower = mediator_settings()["FLOWER_URL"]
+    if flower and obj.task_id:
+        links.append((f"{flower.rstrip('/')}/task/{obj.task_id}", "task in Flower"))
+    return links
+
+
 @admin.register(PoisonedTask)
 class PoisonedTaskAdmin(admin.ModelAdmin):
     list_display = [
@@ -73,7 +101,7 @@ class PoisonedTaskAdmin(admin.ModelAdmin):
     search_fields = ["=event_id", "task_id"]
     actions = ["retry", "discard"]
     fields = [
-        "handler", "event_type", "event_id", "status", "attempts", "exception",
+        "handler", "event_type", "event_id", "links", "status", "attempts", "exception",
         "traceback_pre", "payload_pretty", "task_id", "first_failed_at", "last_failed_at",
         "resolved_at",
     ]  # fmt: skip
@@ -81,6 +109,10 @@ class PoisonedTaskAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="see also")
+    def links(self, obj: PoisonedTask) -> str:
+        return format_html_join(" · ", '<a href="{}">{}</a>', poisoned_task_links(obj))
 
     @admin.display(description="exception")
     def short_exception(self, obj: PoisonedTask) -> str:

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from django.db.models import Min
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Exists, Min, OuterRef
 from django.utils import timezone
 
-from mediator.models import OutboxMessage, OutboxStatus
+from mediator.models import (
+    DeliveryProgress,
+    InboxRecord,
+    OutboxMessage,
+    OutboxStatus,
+    PoisonedTask,
+    PoisonStatus,
+    ProgressState,
+)
 from mediator.reconcile import overdue_deliveries
+from mediator.registry import all_handlers
 
-__all__ = ["outbox_lag_seconds", "overdue_deliveries", "pending_count"]
+__all__ = [
+    "HandlerCounts",
+    "events_per_type",
+    "handler_counts",
+    "outbox_lag_seconds",
+    "overdue_deliveries",
+    "pending_count",
+]
 
 
 def pending_count() -> int:
@@ -21,3 +40,52 @@ def outbox_lag_seconds() -> float:
         oldest=Min("created_at")
     )["oldest"]
     return 0.0 if oldest is None else (timezone.now() - oldest).total_seconds()
+
+
+@dataclass(frozen=True)
+class HandlerCounts:
+    handler: str
+    done: int  # in the window
+    retrying: int  # now
+    poisoned: int  # open (not retried, resolved or discarded)
+
+
+def events_per_type(since: datetime) -> dict[str, int]:
+    rows = (
+        OutboxMessage.objects.filter(created_at__gte=since)
+        .values("event_type")
+        .annotate(n=Count("id"))
+        .order_by("event_type")
+    )
+    return {row["event_type"]: row["n"] for row in rows}
+
+
+def handler_counts(since: datetime) -> list[HandlerCounts]:
+    """Per handler: runs done since `since`, deliveries retrying now, open poisoned rows."""
+    done = dict(
+        InboxRecord.objects.filter(handled_at__gte=since)
+        .values("handler")
+        .annotate(n=Count("id"))
+        .values_list("handler", "n")
+    )
+    settled = InboxRecord.objects.filter(event_id=OuterRef("event_id"), handler=OuterRef("handler"))
+    retrying = dict(
+        DeliveryProgress.objects.filter(state=ProgressState.RETRYING)
+        .exclude(Exists(settled))
+        .values("handler")
+        .annotate(n=Count("id"))
+        .values_list("handler", "n")
+    )
+    poisoned = dict(
+        PoisonedTask.objects.filter(status=PoisonStatus.POISONED)
+        .values("handler")
+        .annotate(n=Count("id"))
+        .values_list("handler", "n")
+    )
+    names = sorted(
+        {spec.name for spec in all_handlers()} | set(done) | set(retrying) | set(poisoned)
+    )
+    return [
+        HandlerCounts(name, done.get(name, 0), retrying.get(name, 0), poisoned.get(name, 0))
+        for name in names
+    ]

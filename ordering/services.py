@@ -60,6 +60,21 @@ def place_order(*, owner: User, items: list[LineItem]) -> Order:
     return order
 
 
+def place_demo_order(*, owner: User, sku: str, quantity: int) -> Order:
+    """The "try it" form: one line from the demo catalogue."""
+    from ordering.catalogue import DEMO_CATALOGUE
+
+    product = DEMO_CATALOGUE.get(sku)
+    if product is None:
+        raise OrderError(f"There is no product {sku!r} in the demo shop.")
+    if not 1 <= quantity <= 10:
+        raise OrderError("Choose a quantity from 1 to 10.")
+    return place_order(
+        owner=owner,
+        items=[LineItem(product.sku, product.name, quantity, product.unit_price)],
+    )
+
+
 def cancel_order(*, order: Order, by: User, reason: str = "") -> Order:
     """Cancel an order and publish OrderCancelled, in one transaction.
 

@@ -20,7 +20,7 @@ def order() -> Order:
 
 
 def url(order_id: int) -> str:
-    return reverse("ordering:order-cancel", args=[order_id])
+    return reverse("orders:order-cancel", args=[order_id])
 
 
 def cancelled_events() -> int:
@@ -36,7 +36,7 @@ def test_owner_cancels_and_is_told_so(client: Client, order: Order) -> None:
     client.force_login(order.owner)
     response = client.post(url(order.pk), {"reason": "too slow"})
     assert response.status_code == 302
-    assert response["Location"] == reverse("ordering:order-detail", args=[order.pk])
+    assert response["Location"] == reverse("orders:order-detail", args=[order.pk])
     assert flash(response) == [
         f"Order #{order.pk} is cancelled. We are stopping the shipment and will e-mail you."
     ]
@@ -58,7 +58,7 @@ def test_double_cancel_says_so_and_publishes_no_new_event(client: Client, order:
 def test_stranger_gets_404_and_nothing_changes(client: Client, order: Order) -> None:
     client.force_login(User.objects.create_user("mallory", "m@example.com", "pw"))
     assert client.post(url(order.pk)).status_code == 404
-    assert client.get(reverse("ordering:order-detail", args=[order.pk])).status_code == 404
+    assert client.get(reverse("orders:order-detail", args=[order.pk])).status_code == 404
     order.refresh_from_db()
     assert order.status == OrderStatus.PLACED
     assert cancelled_events() == 0

@@ -40,7 +40,7 @@ def test_placing_then_cancelling_on_the_web_cancels_shipment_and_mails_customer(
     assert confirmation.subject == f"Your order #{order.pk} is confirmed"
 
     client.force_login(alice)
-    client.post(reverse("ordering:order-cancel", args=[order.pk]), {"reason": "too slow"})
+    client.post(reverse("orders:order-cancel", args=[order.pk]), {"reason": "too slow"})
     wait_for(
         lambda: Shipment.objects.filter(
             order_id=order.pk, status=ShipmentStatus.CANCELLED
@@ -66,7 +66,7 @@ def test_cancelling_an_already_dispatched_shipment_is_poisoned_with_the_reason(
         status=ShipmentStatus.DISPATCHED, dispatched_at=timezone.now()
     )
     client.force_login(alice)
-    client.post(reverse("ordering:order-cancel", args=[order.pk]))
+    client.post(reverse("orders:order-cancel", args=[order.pk]))
     row = wait_for(
         lambda: PoisonedTask.objects.filter(handler="shipping.handlers.cancel_shipment").first(),
         message="the poisoned cancellation",

@@ -1,18 +1,12 @@
 import os
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandParser
 
+from ordering.catalogue import DEMO_CATALOGUE
 from ordering.models import Order
-from ordering.services import LineItem, place_order
-
-CATALOGUE = [
-    LineItem(sku="MUG-01", name="Enamel mug", quantity=2, unit_price=Decimal("12.50")),
-    LineItem(sku="TEA-07", name="Green tea, 100 g", quantity=1, unit_price=Decimal("8.90")),
-    LineItem(sku="PEN-03", name="Fountain pen", quantity=1, unit_price=Decimal("34.00")),
-]
+from ordering.services import place_order
 
 
 class Command(BaseCommand):
@@ -40,8 +34,9 @@ class Command(BaseCommand):
             staff=True,
         )
         existing = Order.objects.filter(owner=customer).count()
+        products = list(DEMO_CATALOGUE.values())
         for n in range(existing, orders):
-            place_order(owner=customer, items=[CATALOGUE[n % len(CATALOGUE)]])
+            place_order(owner=customer, items=[products[n % len(products)]])
         created = max(0, orders - existing)
         self.stdout.write(f"Demo customer: {customer.username} / {customer_password}")
         self.stdout.write(f"Demo operator (staff): {operator.username} / {staff_password}")

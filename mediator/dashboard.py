@@ -1,0 +1,30 @@
+"""The operators' one-page view of the mediator, inside the admin (staff only:
+config.urls wraps it in admin.site.admin_view)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from mediator import graph, selectors
+
+
+def dashboard(request: HttpRequest) -> HttpResponse:
+    since = timezone.now() - timedelta(hours=1)
+    event_map = graph.event_map()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Mediator dashboard",
+        "pending": selectors.pending_count(),
+        "lag_seconds": round(selectors.outbox_lag_seconds(), 1),
+        "overdue": selectors.overdue_deliveries(),
+        "events_per_type": selectors.events_per_type(since),
+        "handlers": selectors.handler_counts(since),
+        "event_map": event_map,
+        "mermaid": graph.as_mermaid(event_map),
+    }
+    return TemplateResponse(request, "admin/mediator/dashboard.html", context)
