@@ -26,13 +26,17 @@ def is_permanent_failure(event_id: uuid.UUID, handler: str) -> bool:
     return uuid.uuid5(event_id, handler).int % 200 == 0
 
 
-def faulty(name: str, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def faulty(name: str, func: Callable[[Any], Any], *, atomic: bool) -> Callable[[Any], Any]:
     from chaos.models import AppliedEffect
 
     def run(event: Any) -> Any:
         event_id = current_event_id()
         result = func(event)
-        AppliedEffect.objects.create(event_id=event_id, handler=name)
+        if atomic:
+            # A database effect in the handler's transaction: must apply once.
+            # (A non-atomic handler's effect is outside the database; the mail
+            # ledger counts those.)
+            AppliedEffect.objects.create(event_id=event_id, handler=name)
         if is_permanent_failure(event_id, name):
             raise PermanentError(f"chaos: {name} can never handle {event_id}")
         if random.random() < transient_rate():
@@ -45,5 +49,5 @@ def faulty(name: str, func: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def inject_faults() -> None:
     for spec in all_handlers():
         if not getattr(spec.func, "chaos", False):
-            spec.func = faulty(spec.name, spec.func)
+            spec.func = faulty(spec.name, spec.func, atomic=spec.atomic)
             spec.func.chaos = True  # type: ignore[attr-defined]

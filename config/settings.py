@@ -196,11 +196,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": MEDIATOR["RELAY_INTERVAL_SECONDS"],
         "options": {"expires": MEDIATOR["RELAY_INTERVAL_SECONDS"]},
     },
-    "notifications-send-queued": {
-        "task": "notifications.send_queued_emails",
-        "schedule": 10.0,
-        "options": {"expires": 10.0},
-    },
 }
 
 # /readyz answers 503 when the oldest undispatched event is older than this.

@@ -38,6 +38,7 @@ class HandlerSpec:
     rate_limit: str | None = None
     soft_time_limit: float | None = None
     time_limit: float | None = None
+    atomic: bool = True
     task: Task = field(init=False, repr=False)
 
     def should_retry(self, exc: BaseException) -> bool:
@@ -69,12 +70,19 @@ def handles(
     rate_limit: str | None = None,
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
+    atomic: bool = True,
 ) -> Callable[[F], F]:
     """Subscribe a function `(event) -> None` to one or more event classes.
 
     Options left out come from the MEDIATOR setting. `retry_on` lists the
     exceptions worth retrying (default: MEDIATOR["RETRY_ON"]); `poison_on`
     lists exceptions to poison at once even if they match `retry_on`.
+
+    `atomic=False` is for handlers whose effect is outside the database (an
+    SMTP hand-over, an HTTP call) and that keep their own "already done" mark:
+    the handler runs outside a transaction, so a mark it commits survives a
+    later failure, and its inbox record is written after it returns. That is
+    at least once: the handler must be idempotent (current_event_id() is the key).
     """
     if not event_types or not all(
         isinstance(cls, type) and issubclass(cls, DomainEvent) for cls in event_types
@@ -99,6 +107,7 @@ def handles(
             rate_limit=rate_limit,
             soft_time_limit=soft_time_limit,
             time_limit=time_limit,
+            atomic=atomic,
         )
         if spec.name in _handlers and _handlers[spec.name].func is not func:
             _duplicate_names.append(spec.name)

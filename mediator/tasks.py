@@ -135,6 +135,8 @@ def run_delivery(
 
 
 def _apply_once(spec: HandlerSpec, event_id: uuid.UUID, event: Any) -> str:
+    if not spec.atomic:
+        return _apply_at_least_once(spec, event_id, event)
     with transaction.atomic():
         if not _claim(event_id, spec.name):
             InboxRecord.objects.filter(event_id=event_id, handler=spec.name).update(
@@ -142,6 +144,18 @@ def _apply_once(spec: HandlerSpec, event_id: uuid.UUID, event: Any) -> str:
             )
             return DUPLICATE
         spec.func(event)
+    return DONE
+
+
+def _apply_at_least_once(spec: HandlerSpec, event_id: uuid.UUID, event: Any) -> str:
+    """A non-atomic handler: skip it if recorded done, else run it, then record it."""
+    inbox = InboxRecord.objects.filter(event_id=event_id, handler=spec.name)
+    if inbox.exists():
+        inbox.update(duplicates=F("duplicates") + 1)
+        return DUPLICATE
+    spec.func(event)
+    with transaction.atomic():
+        _claim(event_id, spec.name)
     return DONE
 
 

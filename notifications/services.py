@@ -1,7 +1,10 @@
 """E-mail with an outbox of its own: recorded once in the handler's
-transaction, sent after it commits."""
+transaction, then sent by a delivery of its own (notifications.handlers.send_email),
+so a refusing mail server is retried with backoff and, if it keeps refusing,
+shows up as a poisoned task an operator can retry once it is fixed."""
 
 import logging
+import smtplib
 from datetime import timedelta
 
 from django.conf import settings
@@ -10,17 +13,20 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mediator import current_event_id
+from mediator import PermanentError, RetryableError, current_event_id, publish
+from notifications.events import EmailQueued
 from notifications.models import SentEmail
 
 logger = logging.getLogger("notifications")
 
-CLAIM_TIMEOUT = timedelta(minutes=2)  # a claim older than this is taken over
+# A claim older than this is taken over: its sender died mid-send. Longer than
+# EMAIL_TIMEOUT, shorter than send_email's whole retry schedule.
+CLAIM_TIMEOUT = timedelta(seconds=60)
 
 
 def queue_once(*, kind: str, recipient: str, subject: str, body: str) -> SentEmail | None:
-    """Record the e-mail for the running handler's event, once per kind, and
-    send it when the handler's transaction commits."""
+    """Record the e-mail for the running handler's event, once per kind; it is
+    sent after the handler's transaction commits (and never if it rolls back)."""
     event_id = current_event_id()
     if not recipient:
         logger.warning("no recipient for %s of event %s; nothing sent", kind, event_id)
@@ -33,15 +39,27 @@ def queue_once(*, kind: str, recipient: str, subject: str, body: str) -> SentEma
     except IntegrityError:
         logger.info("%s for event %s was already queued", kind, event_id)
         return None
-    email_id = email.pk
-    # robust: a failure here must not skip the handler's other callbacks.
-    transaction.on_commit(lambda: deliver(email_id), robust=True)
+    publish(EmailQueued(email_id=email.pk))
     return email
 
 
-def deliver(email_id: int) -> bool:
-    """Send one queued e-mail unless it is sent or claimed by another sender.
-    Never raises: a failure stays queued for send_queued()."""
+def is_permanent_refusal(exc: BaseException) -> bool:
+    """An SMTP 5xx answer: retrying the same message will not help (4xx and
+    connection errors are retried)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(500 <= code < 600 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 500 <= exc.smtp_code < 600
+    return False
+
+
+def send(email_id: int) -> bool:
+    """Send one queued e-mail unless it was sent already (False then).
+
+    Runs outside any transaction: the claim and the sent mark commit on their
+    own, so a failure after the hand-over never sends a second copy. A refusal
+    is recorded on the row and raised, for the delivery to retry.
+    """
     now = timezone.now()
     claimed = SentEmail.objects.filter(
         Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT),
@@ -49,7 +67,12 @@ def deliver(email_id: int) -> bool:
         sent_at__isnull=True,
     ).update(claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
-        return False
+        email = SentEmail.objects.filter(pk=email_id).only("sent_at").first()
+        if email is None:
+            raise PermanentError(f"E-mail #{email_id} does not exist.")
+        if email.sent_at is not None:
+            return False
+        raise RetryableError(f"E-mail #{email_id} is being sent by another worker.")
     email = SentEmail.objects.get(pk=email_id)
     try:
         EmailMessage(
@@ -64,19 +87,11 @@ def deliver(email_id: int) -> bool:
             },
         ).send()
     except Exception as exc:
-        logger.warning("sending %s to %s failed: %s", email.kind, email.recipient, exc)
         SentEmail.objects.filter(pk=email_id).update(
             claimed_at=None, last_error=f"{type(exc).__name__}: {exc}"[:2000]
         )
-        return False
+        if is_permanent_refusal(exc):
+            raise PermanentError(f"The mail server refused the e-mail for good: {exc}") from exc
+        raise
     SentEmail.objects.filter(pk=email_id).update(sent_at=timezone.now(), last_error="")
     return True
-
-
-def send_queued(*, older_than: timedelta = timedelta(seconds=30), limit: int = 200) -> int:
-    """Send e-mails still queued: their after-commit send failed or never ran."""
-    cutoff = timezone.now() - older_than
-    ids = SentEmail.objects.filter(sent_at__isnull=True, created_at__lt=cutoff).values_list(
-        "pk", flat=True
-    )[:limit]
-    return sum(deliver(email_id) for email_id in list(ids))

@@ -11,6 +11,7 @@ from pathlib import Path
 os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("EMAIL_BACKEND", "tests.testapp.mail.SwitchableBackend")
 os.environ.setdefault("EMAIL_FILE_PATH", str(Path(tempfile.gettempdir()) / "mediator-test-emails"))
 
 from config.settings import *  # noqa: F403

@@ -1,3 +1,4 @@
+import smtplib
 import uuid
 from datetime import timedelta
 
@@ -7,13 +8,18 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from mediator import PermanentError, RetryableError
 from mediator.context import message_context
+from mediator.models import OutboxMessage
 from notifications.models import SentEmail
-from notifications.services import queue_once, send_queued
+from notifications.services import is_permanent_refusal, queue_once, send
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The test transaction never commits, so nothing is dispatched to a worker:
+# these tests call send() themselves.
+pytestmark = pytest.mark.django_db
 LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
 REFUSING = "tests.testapp.mail.RefusingBackend"
+BUSY = "tests.testapp.mail.BusyBackend"
 
 
 def queue_in_handler(event_id: uuid.UUID, kind: str = "order_confirmation") -> SentEmail | None:
@@ -25,21 +31,28 @@ def queue_in_handler(event_id: uuid.UUID, kind: str = "order_confirmation") -> S
 
 
 @override_settings(EMAIL_BACKEND=LOCMEM)
-def test_mail_goes_out_after_commit_once_with_a_stable_message_id() -> None:
+def test_queued_once_per_event_and_kind_then_sent_once_with_a_stable_message_id() -> None:
     event_id = uuid.uuid4()
-    queue_in_handler(event_id)
+    email = queue_in_handler(event_id)
+    assert email is not None
     assert queue_in_handler(event_id) is None  # the same event again: nothing more
+    queued = OutboxMessage.objects.get(event_type="notifications.EmailQueued")
+    assert queued.payload == {"email_id": email.pk}
+    assert mail.outbox == []  # sending is a delivery of its own
+
+    assert send(email.pk) is True
+    assert send(email.pk) is False  # a redelivery: already sent, nothing more
     assert len(mail.outbox) == 1
     sent = mail.outbox[0]
     assert sent.extra_headers["Message-ID"] == f"<{event_id}.order_confirmation@mediator.local>"
     assert sent.extra_headers["X-Event-ID"] == str(event_id)
-    row = SentEmail.objects.get()
-    assert row.sent_at is not None
-    assert row.attempts == 1
+    email.refresh_from_db()
+    assert email.sent_at is not None
+    assert email.attempts == 1
 
 
 @override_settings(EMAIL_BACKEND=LOCMEM)
-def test_rolled_back_handler_sends_nothing() -> None:
+def test_rolled_back_handler_queues_and_sends_nothing() -> None:
     event_id = uuid.uuid4()
     with message_context(correlation_id=None, causation_id=None, handling=event_id):
         try:
@@ -50,30 +63,63 @@ def test_rolled_back_handler_sends_nothing() -> None:
             pass
     assert mail.outbox == []
     assert not SentEmail.objects.exists()
+    assert not OutboxMessage.objects.exists()
 
 
-def test_refused_mail_stays_queued_and_the_sweep_sends_it_later() -> None:
-    event_id = uuid.uuid4()
-    with override_settings(EMAIL_BACKEND=REFUSING):
-        queue_in_handler(event_id)
-    row = SentEmail.objects.get()
-    assert row.sent_at is None
-    assert row.claimed_at is None
-    assert "SMTPRecipientsRefused" in row.last_error
+def test_a_busy_server_is_retried_and_the_row_says_why() -> None:
+    email = queue_in_handler(uuid.uuid4())
+    assert email is not None
+    with override_settings(EMAIL_BACKEND=BUSY), pytest.raises(smtplib.SMTPResponseException):
+        send(email.pk)
+    email.refresh_from_db()
+    assert (email.sent_at, email.claimed_at) == (None, None)
+    assert "try again later" in email.last_error
     with override_settings(EMAIL_BACKEND=LOCMEM):
-        assert send_queued(older_than=timedelta(0)) == 1
-        assert send_queued(older_than=timedelta(0)) == 0
-        assert len(mail.outbox) == 1
-    row.refresh_from_db()
-    assert row.sent_at is not None
-    assert row.attempts == 2
+        assert send(email.pk) is True
+    email.refresh_from_db()
+    assert email.attempts == 2
+    assert email.last_error == ""
+
+
+def test_a_refused_recipient_is_a_permanent_failure() -> None:
+    email = queue_in_handler(uuid.uuid4())
+    assert email is not None
+    with (
+        override_settings(EMAIL_BACKEND=REFUSING),
+        pytest.raises(PermanentError, match="refused the e-mail for good"),
+    ):
+        send(email.pk)
+    email.refresh_from_db()
+    assert "SMTPRecipientsRefused" in email.last_error
+
+
+@pytest.mark.parametrize(
+    ("exc", "permanent"),
+    [
+        (smtplib.SMTPRecipientsRefused({"a@x": (550, b"no such user")}), True),
+        (smtplib.SMTPRecipientsRefused({"a@x": (550, b"no"), "b@x": (451, b"later")}), False),
+        (smtplib.SMTPDataError(554, b"rejected"), True),
+        (smtplib.SMTPDataError(421, b"busy"), False),
+        (smtplib.SMTPServerDisconnected("gone"), False),
+        (ConnectionRefusedError(), False),
+    ],
+)
+def test_only_5xx_answers_are_permanent(exc: BaseException, permanent: bool) -> None:
+    assert is_permanent_refusal(exc) is permanent
 
 
 @override_settings(EMAIL_BACKEND=LOCMEM)
-def test_a_fresh_claim_by_another_sender_is_respected() -> None:
-    with override_settings(EMAIL_BACKEND=REFUSING):
-        queue_in_handler(uuid.uuid4())
+def test_a_fresh_claim_by_another_sender_is_respected_a_stale_one_taken_over() -> None:
+    email = queue_in_handler(uuid.uuid4())
+    assert email is not None
     SentEmail.objects.update(claimed_at=timezone.now())
-    assert send_queued(older_than=timedelta(0)) == 0
+    with pytest.raises(RetryableError, match="being sent by another worker"):
+        send(email.pk)
     SentEmail.objects.update(claimed_at=timezone.now() - timedelta(minutes=5))
-    assert send_queued(older_than=timedelta(0)) == 1
+    assert send(email.pk) is True
+    assert len(mail.outbox) == 1
+
+
+def test_an_unknown_email_is_a_permanent_failure() -> None:
+    with pytest.raises(PermanentError, match=r"E-mail #999999 does not exist\."):
+        send(999_999)
