@@ -26,6 +26,7 @@ run: install
 	$(BIN)/python -m scripts.run
 
 test: install
+	@scripts/ensure-chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-postgres: install
