@@ -39,6 +39,13 @@ def wait_for(
         time.sleep(interval)
 
 
+def flash(response: object) -> list[str]:
+    """The messages framework's messages a response carries."""
+    from django.contrib.messages import get_messages
+
+    return [str(m) for m in get_messages(response.wsgi_request)]  # type: ignore[attr-defined]
+
+
 def database_url_for_subprocess() -> str:
     """The URL of the database this test process uses (the test database)."""
     d = connection.settings_dict

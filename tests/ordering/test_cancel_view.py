@@ -2,13 +2,13 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
 from mediator.models import OutboxMessage
 from ordering.models import Order, OrderStatus
 from ordering.services import LineItem, place_order
+from tests.support import flash
 
 ITEM = LineItem(sku="MUG-01", name="Mug", quantity=1, unit_price=Decimal("12.50"))
 
@@ -25,10 +25,6 @@ def url(order_id: int) -> str:
 
 def cancelled_events() -> int:
     return OutboxMessage.objects.filter(event_type="ordering.OrderCancelled").count()
-
-
-def flash(response: object) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]  # type: ignore[attr-defined]
 
 
 @pytest.mark.django_db

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -15,18 +14,10 @@ from django.utils import timezone
 from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
 from ordering.models import Order, OrderStatus
 from ordering.services import LineItem, cancel_order, place_order
+from tests.support import flash
 
 ITEM = LineItem(sku="MUG-01", name="Mug", quantity=1, unit_price=Decimal("12.50"))
 DASHBOARD = "mediator-dashboard"
-
-
-def flash(response: object) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def alice() -> User:
-    return User.objects.create_user("alice", "alice@example.com", "pw")
 
 
 @pytest.fixture

@@ -4,23 +4,14 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
 from ordering.models import Order
 from ordering.services import LineItem, place_order
+from tests.support import flash
 
 ITEM = LineItem(sku="MUG-01", name="Mug", quantity=1, unit_price=Decimal("12.50"))
-
-
-def flash(response: object) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def alice() -> User:
-    return User.objects.create_user("alice", "alice@example.com", "pw")
 
 
 @pytest.fixture
