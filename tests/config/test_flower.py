@@ -60,3 +60,28 @@ def test_flower_answers_with_credentials_and_refuses_without(
     assert (
         requests.get(f"{flower}/api/workers", auth=("ops", "wrong"), timeout=5).status_code == 401
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flower_shows_each_handler_as_its_own_task(flower: str, celery_worker: Worker) -> None:
+    from tests.mediator.helpers import RECORD, publish_ping
+
+    auth = ("ops", "flower-test-pw")
+
+    def registered() -> list[str]:
+        try:
+            workers = requests.get(f"{flower}/api/workers?refresh=1", auth=auth, timeout=5).json()
+        except (requests.ConnectionError, ValueError):
+            return []
+        return [task for info in workers.values() for task in info.get("registered", [])]
+
+    names = wait_for(registered, timeout=30, interval=0.5, message="registered tasks")
+    assert {"shipping.handlers.cancel_shipment", "notifications.handlers.send_email"} <= set(names)
+
+    event_id, _ = publish_ping()
+
+    def seen() -> list[str]:
+        tasks = requests.get(f"{flower}/api/tasks", auth=auth, timeout=5).json()
+        return [t["name"] for t in tasks.values() if str(event_id) in (t.get("args") or "")]
+
+    assert RECORD in wait_for(seen, timeout=30, interval=0.5, message="Flower to see the delivery")
