@@ -20,6 +20,17 @@ class RetryableError(MediatorError):
     the delivery is retried with backoff."""
 
 
+class Deferred(RetryableError):
+    """Raise from a handler that cannot run *yet* for a reason that clears by
+    itself within `countdown` seconds (another worker holds the resource): the
+    delivery is tried again then, however many retries it has used. Only for
+    conditions that are sure to clear; anything else is a RetryableError."""
+
+    def __init__(self, message: str, *, countdown: float) -> None:
+        super().__init__(message)
+        self.countdown = countdown
+
+
 class MessageError(PermanentError):
     """A message the worker cannot run, whatever it retries."""
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 from mediator import poison, progress
 from mediator.context import message_context
 from mediator.events import Envelope
-from mediator.exceptions import HandlerPoisoned, MessageError, UnknownHandler
+from mediator.exceptions import Deferred, HandlerPoisoned, MessageError, UnknownHandler
 from mediator.logging import delivery_log_context
 from mediator.models import InboxRecord
 from mediator.registry import get_handler
@@ -114,6 +114,12 @@ def run_delivery(
             try:
                 outcome = _apply_once(spec, envelope.event_id, event)
             except Exception as exc:
+                if isinstance(exc, Deferred):
+                    logger.info("%s deferred %.1fs: %s", spec.name, exc.countdown, exc)
+                    progress.record_retrying(
+                        envelope.event_id, spec.name, attempt, exc.countdown, exc
+                    )
+                    _retry(task, exc, countdown=exc.countdown, max_retries=sys.maxsize)
                 if spec.should_retry(exc) and (request.retries or 0) < spec.max_retries:
                     countdown = spec.countdown(request.retries or 0)
                     logger.warning(

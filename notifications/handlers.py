@@ -25,9 +25,9 @@ def send_cancellation_notice(event: OrderCancelled) -> None:
     )
 
 
-@handles(EmailQueued, atomic=False, backoff=5.0, backoff_max=120.0)
+@handles(EmailQueued, atomic=False)
 def send_email(event: EmailQueued) -> None:
-    """The SMTP hand-over. Its own delivery: a refusing server is retried with
-    backoff (5 s doubling; together longer than a stale claim's timeout), then
-    poisoned, visible and retryable in the admin."""
+    """The SMTP hand-over, as a delivery of its own: a server that does not
+    answer or answers 4xx is retried with backoff, a 5xx refusal is poisoned at
+    once; both are visible and retryable in the admin."""
     send(event.email_id)

@@ -13,15 +13,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mediator import PermanentError, RetryableError, current_event_id, publish
+from mediator import Deferred, PermanentError, current_event_id, publish
 from notifications.events import EmailQueued
 from notifications.models import SentEmail
 
 logger = logging.getLogger("notifications")
 
-# A claim older than this is taken over: its sender died mid-send. Longer than
-# EMAIL_TIMEOUT, shorter than send_email's whole retry schedule.
-CLAIM_TIMEOUT = timedelta(seconds=60)
+
+def claim_timeout() -> timedelta:
+    """A claim older than this is taken over: its sender died mid-send. A live
+    sender gives up after a few of EMAIL_TIMEOUT's socket timeouts."""
+    return timedelta(seconds=max(30, 3 * settings.EMAIL_TIMEOUT))
 
 
 def queue_once(*, kind: str, recipient: str, subject: str, body: str) -> SentEmail | None:
@@ -62,7 +64,7 @@ def send(email_id: int) -> bool:
     """
     now = timezone.now()
     claimed = SentEmail.objects.filter(
-        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT),
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - claim_timeout()),
         pk=email_id,
         sent_at__isnull=True,
     ).update(claimed_at=now, attempts=F("attempts") + 1)
@@ -72,7 +74,10 @@ def send(email_id: int) -> bool:
             raise PermanentError(f"E-mail #{email_id} does not exist.")
         if email.sent_at is not None:
             return False
-        raise RetryableError(f"E-mail #{email_id} is being sent by another worker.")
+        raise Deferred(
+            f"E-mail #{email_id} is being sent by another worker.",
+            countdown=claim_timeout().total_seconds() / 3,
+        )
     email = SentEmail.objects.get(pk=email_id)
     try:
         EmailMessage(

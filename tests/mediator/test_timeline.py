@@ -126,3 +126,16 @@ def test_retries_are_recorded_and_poison_has_the_last_word(celery_worker: Worker
     [flaky] = [h for h in events_about("key", key)[0].handlers if h.handler == FLAKY]
     assert flaky.attempt == 3
     assert flaky.error == "ConnectionError: downstream unavailable (attempt 3)"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deferred_delivery_runs_later_without_spending_its_retries(
+    celery_worker: Worker,
+) -> None:
+    event_id, key = publish_ping("defer-4-times")  # flaky_ping has max_retries=2
+    wait_for(
+        lambda: InboxRecord.objects.filter(event_id=event_id, handler=FLAKY).exists(),
+        message="the deferred delivery to be done",
+    )
+    assert int(store().get(f"attempts:{key}")) == 5
+    assert not PoisonedTask.objects.filter(event_id=event_id).exists()

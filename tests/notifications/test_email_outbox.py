@@ -8,7 +8,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from mediator import PermanentError, RetryableError
+from mediator import Deferred, PermanentError
 from mediator.context import message_context
 from mediator.models import OutboxMessage
 from notifications.models import SentEmail
@@ -113,7 +113,7 @@ def test_a_fresh_claim_by_another_sender_is_respected_a_stale_one_taken_over() -
     email = queue_in_handler(uuid.uuid4())
     assert email is not None
     SentEmail.objects.update(claimed_at=timezone.now())
-    with pytest.raises(RetryableError, match="being sent by another worker"):
+    with pytest.raises(Deferred, match="being sent by another worker"):
         send(email.pk)
     SentEmail.objects.update(claimed_at=timezone.now() - timedelta(minutes=5))
     assert send(email.pk) is True

@@ -14,7 +14,7 @@ from celery.signals import task_postrun
 from django.conf import settings
 from django.db import OperationalError, connection
 
-from mediator import PermanentError, current_event_id, handles
+from mediator import Deferred, PermanentError, current_event_id, handles
 from tests.testapp.events import Parked, Pinged, Stalled
 from tests.testapp.models import Effect
 
@@ -45,6 +45,8 @@ def flaky_ping(event: Pinged) -> None:
         raise ConnectionError(f"downstream unavailable (attempt {attempt})")
     if event.mode == "always-fail":
         raise ConnectionError(f"downstream unavailable (attempt {attempt})")
+    if event.mode == "defer-4-times" and attempt <= 4:
+        raise Deferred("the resource is held elsewhere", countdown=0.1)
     if event.mode == "bug":
         raise ValueError("a bug: retrying will not help")
     if event.mode == "broken-until-fixed" and not r.exists(f"fixed:{event.key}"):
