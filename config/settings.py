@@ -210,11 +210,7 @@ LOGGING = {
     "filters": {"delivery": {"()": "mediator.logging.DeliveryContextFilter"}},
     "formatters": {
         # logfmt-style: every line of a handler run names its event, handler and attempt.
-        "plain": {
-            "format": "%(asctime)s %(levelname)s %(name)s %(message)s event_id=%(event_id)s "
-            "event_type=%(event_type)s handler=%(handler)s attempt=%(attempt)s "
-            "correlation_id=%(correlation_id)s"
-        },
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(delivery)s"},
     },
     "handlers": {
         "console": {

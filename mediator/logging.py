@@ -1,9 +1,10 @@
 """Every log line written during a handler run carries the run's context.
 
 `DeliveryContextFilter` (attach it to a logging handler) adds event_id,
-event_type, handler, attempt and correlation_id to each record, "-" outside a
-run, so a format string can name them; it covers the handler's own loggers and
-Celery's, not only the mediator's.
+event_type, handler, attempt and correlation_id to each record ("-" outside a
+run), for formatters that name them, and `delivery`: all five as
+" key=value" pairs during a run, "" outside one, for a plain text format. It
+covers the handler's own loggers and Celery's, not only the mediator's.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class DeliveryContextFilter(logging.Filter):
         for name in FIELDS:
             if not hasattr(record, name):
                 setattr(record, name, run[name] if run else "-")
+        if not hasattr(record, "delivery"):
+            record.delivery = "".join(f" {k}={run[k]}" for k in FIELDS) if run else ""
         return True
 
 
