@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from ordering.models import Order
 from tests.browser.conftest import PageProblems, log_in
-from tests.support import Worker
+from tests.support import Worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SETTLE = 60_000  # ms: the worker is real; poll, never sleep
@@ -124,3 +124,30 @@ def test_customer_pages_have_no_console_errors_or_failed_requests(
     assert width <= 375, f"page is {width}px wide on a 375px screen"
     assert re.search(r"\S", page.title())
     assert problems.seen == []
+
+
+def test_without_javascript_the_order_page_offers_a_refresh_and_cancelling_still_works(
+    celery_worker: Worker, live_server, browser
+) -> None:
+    User.objects.create_user("alice", "alice@example.com", "alice-pw-123")
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    log_in(page, live_server.url, "alice", "alice-pw-123")
+    page.get_by_role("button", name="Place order").click()
+    order = Order.objects.get(owner__username="alice")
+
+    def settled_after_refresh() -> bool:
+        refresh = page.get_by_role("link", name="Refresh")
+        if refresh.count() == 0:
+            return True
+        refresh.click()
+        return False
+
+    wait_for(settled_after_refresh, timeout=SETTLE / 1000, interval=0.5, message="a settled page")
+    expect(page.locator('#timeline .handler[data-state="done"]')).to_have_count(2)
+    page.get_by_text("Cancel this order…").click()  # <details>: no script needed
+    page.get_by_role("button", name=f"Yes, cancel order #{order.pk}").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Order #{order.pk} is cancelled.")
+    wait_for(settled_after_refresh, timeout=SETTLE / 1000, interval=0.5, message="a settled page")
+    expect(page.locator("#shipment-status")).to_have_text("Cancelled")
+    context.close()
