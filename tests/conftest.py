@@ -78,6 +78,12 @@ def settle_deliveries(request: pytest.FixtureRequest) -> Iterator[None]:
     from mediator.registry import get_handler
 
     def settled() -> bool:
+        # Events that handlers publish (an e-mail to send) are pending only
+        # until their handler's transaction has committed and dispatched them.
+        if OutboxMessage.objects.filter(
+            status=OutboxStatus.PENDING, event_type="notifications.EmailQueued"
+        ).exists():
+            return False
         for row in OutboxMessage.objects.filter(status=OutboxStatus.DISPATCHED):
             for handler in row.handlers:
                 spec = get_handler(handler)
