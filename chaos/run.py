@@ -216,6 +216,25 @@ def _expected_deliveries() -> set[tuple[Any, str]]:
     }
 
 
+def _slowest_deliveries(n: int = 5) -> list[str]:
+    """The deliveries that took longest from event to done: where settling time goes."""
+    from mediator.models import InboxRecord, OutboxMessage
+
+    occurred = dict(OutboxMessage.objects.values_list("event_id", "occurred_at"))
+    redelivered = dict(OutboxMessage.objects.values_list("event_id", "redeliveries"))
+    rows = sorted(
+        InboxRecord.objects.values_list("event_id", "handler", "handled_at"),
+        key=lambda r: r[2] - occurred.get(r[0], r[2]),
+        reverse=True,
+    )[:n]
+    return [
+        f"{handler} of {event_id} {(done - occurred[event_id]).total_seconds():.1f}s "
+        f"(event redelivered {redelivered[event_id]}x)"
+        for event_id, handler, done in rows
+        if event_id in occurred
+    ]
+
+
 def ledger(
     driven: dict[str, Any], mail_ledger: Path, settled_after: float | None, since_last_fault: float
 ) -> tuple[list[tuple[str, Any, bool]], dict[str, Any]]:
@@ -260,6 +279,7 @@ def ledger(
     ]  # fmt: skip
     details = {
         "faults": dict(driven["faults"]),
+        "slowest": _slowest_deliveries(),
         "lost_sample": [list(map(str, x)) for x in list(lost)[:10]],
     }
     return lines, details
@@ -318,6 +338,7 @@ def main() -> int:
     for label, value, good in lines:
         print(f"  {label:<52} {value!s:>8}  {'ok' if good else 'WRONG'}")
     print(f"  faults: {details['faults']}")
+    print(f"  slowest deliveries: {details['slowest']}")
     if not ok and details["lost_sample"]:
         print(f"  lost (sample): {details['lost_sample']}")
     if args.json:
