@@ -95,6 +95,7 @@ class PoisonedTaskAdmin(admin.ModelAdmin):
         "status",
         "attempts",
         "short_exception",
+        "links",
         "last_failed_at",
     ]
     list_filter = ["status", "handler", "event_type"]

@@ -148,6 +148,8 @@ def test_poisoned_task_links_to_its_event_its_order_and_flower(
     assert reverse("admin:ordering_order_change", args=[order.pk]) in page
     flower = settings.MEDIATOR["FLOWER_URL"].rstrip("/")
     assert f'href="{flower}/task/t-1"' in page
+    listing = operator.get(reverse("admin:mediator_poisonedtask_changelist")).content.decode()
+    assert reverse("admin:ordering_order_change", args=[order.pk]) in listing  # on each row too
 
 
 def test_check_deploy_passes_with_production_settings() -> None:
