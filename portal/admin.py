@@ -8,7 +8,16 @@ from django.utils.html import format_html, format_html_join
 
 from ordering.admin import OrderAdmin
 from ordering.models import Order
-from portal.pages import order_page
+from portal.pages import OrderPage, order_page
+
+
+def _page(order: Order) -> OrderPage:
+    """Built once per change page: the three fields below get the same instance."""
+    page: OrderPage | None = getattr(order, "_portal_page", None)
+    if page is None:
+        page = order_page(order)
+        order._portal_page = page  # type: ignore[attr-defined]
+    return page
 
 
 class OrderWithContextAdmin(OrderAdmin):
@@ -16,7 +25,7 @@ class OrderWithContextAdmin(OrderAdmin):
 
     @admin.display(description="shipment")
     def shipment(self, order: Order) -> str:
-        shipment = order_page(order).shipment
+        shipment = _page(order).shipment
         if shipment is None:
             return "—"
         url = reverse("admin:shipping_shipment_change", args=[shipment.pk])
@@ -26,7 +35,7 @@ class OrderWithContextAdmin(OrderAdmin):
     def emails(self, order: Order) -> str:
         rows = [
             (email.subject, email.recipient, "sent" if email.sent_at else "queued")
-            for email in order_page(order).emails
+            for email in _page(order).emails
         ]
         return format_html_join("", "<div>{} → {} ({})</div>", rows) or "—"
 
@@ -38,7 +47,7 @@ class OrderWithContextAdmin(OrderAdmin):
                 f"{event.occurred_at:%Y-%m-%d %H:%M:%S}",
                 ", ".join(f"{h.handler.rsplit('.', 1)[-1]}: {h.state}" for h in event.handlers),
             )
-            for event in order_page(order).events
+            for event in _page(order).events
         ]
         return format_html_join("", "<div><b>{}</b> {} — {}</div>", rows) or "—"
 
