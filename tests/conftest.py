@@ -35,6 +35,16 @@ def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("workers")
 
 
+_session_worker: list[Worker] = []  # the shared worker, once a test has started it
+
+
+def _commits(request: pytest.FixtureRequest) -> bool:
+    """Does this test commit (and so dispatch), and end with a TRUNCATE?"""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction"))
+    return transactional or {"transactional_db", "live_server"} & set(request.fixturenames) != set()
+
+
 @pytest.fixture(scope="session")
 def celery_worker(
     django_db_setup: None, django_db_blocker: Any, redis_server: RedisServer, worker_logs: Path
@@ -42,9 +52,11 @@ def celery_worker(
     """One real `celery worker` (prefork, 2 processes) shared by the session."""
     with django_db_blocker.unblock():
         worker = Worker(broker_url=redis_server.url, log_dir=worker_logs)
+    _session_worker.append(worker)
     try:
         yield worker.wait_ready()
     finally:
+        _session_worker.clear()
         worker.stop()
 
 
@@ -68,11 +80,14 @@ def start_worker(
 
 @pytest.fixture(autouse=True)
 def settle_deliveries(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test that ran a worker, wait until every event it dispatched has
-    settled (done or poisoned for each handler) before the database is flushed:
-    truncating tables under a running handler would deadlock on PostgreSQL."""
+    """After a test that ran a worker, or committed while one was running, wait
+    until every event it dispatched has settled (done or poisoned for each
+    handler) before the database is flushed: truncating tables under a running
+    handler would deadlock on PostgreSQL."""
     yield
-    if "celery_worker" not in request.fixturenames:
+    # The session worker, once started, also runs what tests that did not ask
+    # for it dispatch; their flush must wait for it as well.
+    if "celery_worker" not in request.fixturenames and not (_session_worker and _commits(request)):
         return
     from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
     from mediator.registry import get_handler
