@@ -92,13 +92,15 @@ def settle_deliveries(request: pytest.FixtureRequest) -> Iterator[None]:
     from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
     from mediator.registry import get_handler
 
-    def settled() -> bool:
+    def unsettled() -> list[str]:
         # Events that handlers publish (an e-mail to send) are pending only
         # until their handler's transaction has committed and dispatched them.
-        if OutboxMessage.objects.filter(
-            status=OutboxStatus.PENDING, event_type="notifications.EmailQueued"
-        ).exists():
-            return False
+        waiting = [
+            f"{row.event_type} {row.event_id} (pending)"
+            for row in OutboxMessage.objects.filter(
+                status=OutboxStatus.PENDING, event_type="notifications.EmailQueued"
+            )
+        ]
         for row in OutboxMessage.objects.filter(status=OutboxStatus.DISPATCHED):
             for handler in row.handlers:
                 spec = get_handler(handler)
@@ -108,7 +110,16 @@ def settle_deliveries(request: pytest.FixtureRequest) -> Iterator[None]:
                     InboxRecord.objects.filter(event_id=row.event_id, handler=handler).exists()
                     or PoisonedTask.objects.filter(event_id=row.event_id, handler=handler).exists()
                 ):
-                    return False
-        return True
+                    waiting.append(f"{handler} of {row.event_type} {row.event_id}")
+        return waiting
 
-    wait_for(settled, timeout=60, interval=0.1, message="deliveries to settle")
+    left: list[str] = []
+
+    def settled() -> bool:
+        left[:] = unsettled()
+        return not left
+
+    try:
+        wait_for(settled, timeout=60, interval=0.1, message="deliveries to settle")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; still unsettled: {left}") from None
