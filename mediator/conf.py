@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     # Publishing after commit must not hang the request when the broker is down.
     "PUBLISH_MAX_RETRIES": 2,
     "PUBLISH_RETRY_INTERVAL": 0.2,  # seconds between publish retries
+    # After the broker refused a publish, leave this process's new events to
+    # the relay for this long rather than make each request wait for it.
+    "BROKER_DOWN_PAUSE_SECONDS": 5.0,
     # The relay dispatches rows still pending this long after they were written.
     "RELAY_GRACE_SECONDS": 5.0,
     "RELAY_BATCH_SIZE": 500,

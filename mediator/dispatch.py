@@ -10,17 +10,19 @@ harmless when they are sent again.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import current_app
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from mediator.conf import mediator_settings
 from mediator.models import OutboxMessage, OutboxStatus
+from mediator.outbox_sql import mark_dispatched
 from mediator.registry import handlers_for
 from mediator.tasks import delivery_task_id
 
@@ -48,6 +50,13 @@ class Delivery:
     row_id: int
     message: dict[str, Any]
     handlers: tuple[str, ...]
+
+    @property
+    def argsrepr(self) -> str:
+        """What Flower and the worker log show as the task's arguments. Given
+        here, so Celery does not saferepr the whole envelope for every task."""
+        m = self.message
+        return f"({m['event_type']} {m['event_id']} {m['payload']!r:.200})"
 
 
 @dataclass
@@ -89,6 +98,7 @@ def send(deliveries: Sequence[Delivery]) -> SendOutcome:
                             retry=True,
                             retry_policy=policy,
                             add_to_parent=False,
+                            argsrepr=delivery.argsrepr,
                         )
                 except Exception as exc:
                     outcome.failed = list(deliveries[index:])
@@ -117,23 +127,23 @@ def dispatch(rows: Sequence[tuple[int, dict[str, Any]]]) -> DispatchResult:
     outcome = send(deliveries)
 
     now = timezone.now()
-    pending = OutboxMessage.objects.filter(status=OutboxStatus.PENDING)
+
+    def pending() -> QuerySet[OutboxMessage]:
+        return OutboxMessage.objects.filter(status=OutboxStatus.PENDING)
+
     by_handlers: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for delivery in outcome.sent:
         by_handlers[delivery.handlers].append(delivery.row_id)
     for names, ids in by_handlers.items():
-        pending.filter(pk__in=ids).update(
-            status=OutboxStatus.DISPATCHED, dispatched_at=now, handlers=list(names),
-            dispatch_attempts=F("dispatch_attempts") + 1, last_error="",
-        )  # fmt: skip
+        mark_dispatched(ids, names, now)
     result.dispatched = len(outcome.sent)
     if no_handlers:
-        pending.filter(pk__in=no_handlers).update(
+        pending().filter(pk__in=no_handlers).update(
             status=OutboxStatus.NO_HANDLERS, dispatched_at=now, handlers=[]
         )
         result.no_handlers = len(no_handlers)
     if outcome.failed:
-        pending.filter(pk__in=[d.row_id for d in outcome.failed]).update(
+        pending().filter(pk__in=[d.row_id for d in outcome.failed]).update(
             dispatch_attempts=F("dispatch_attempts") + 1, last_error=outcome.error[:2000]
         )
         result.failed = len(outcome.failed)
@@ -145,10 +155,32 @@ def dispatch(rows: Sequence[tuple[int, dict[str, Any]]]) -> DispatchResult:
     return result
 
 
+class BrokerDownPause:
+    """After the broker refused a publish, this process leaves new events to
+    the relay for a while instead of making every request wait out the
+    publish retries again (0.2 s each with the defaults). Any successful send
+    ends the pause early."""
+
+    until = 0.0
+
+    @classmethod
+    def active(cls) -> bool:
+        return time.monotonic() < cls.until
+
+    @classmethod
+    def record(cls, result: DispatchResult) -> None:
+        if result.failed:
+            cls.until = time.monotonic() + float(mediator_settings()["BROKER_DOWN_PAUSE_SECONDS"])
+        elif result.dispatched:
+            cls.until = 0.0
+
+
 def dispatch_after_commit(row_id: int, message: dict[str, Any]) -> None:
     """The on_commit callback. It must never raise: Django would skip the
     callbacks registered after it (and so the events published after it)."""
+    if BrokerDownPause.active():
+        return  # the row stays pending; the relay sends it once the broker is back
     try:
-        dispatch([(row_id, message)])
+        BrokerDownPause.record(dispatch([(row_id, message)]))
     except Exception:
         logger.exception("dispatch of outbox row %s failed; the relay will retry it", row_id)

@@ -22,6 +22,7 @@ def publish(event: DomainEvent) -> uuid.UUID:
     """
     from mediator.dispatch import dispatch_after_commit
     from mediator.models import OutboxMessage
+    from mediator.outbox_sql import insert_row
 
     if not connection.in_atomic_block:
         raise PublishOutsideTransaction(
@@ -32,9 +33,7 @@ def publish(event: DomainEvent) -> uuid.UUID:
     envelope = Envelope.wrap(
         event, correlation_id=current_correlation_id(), causation_id=current_causation_id()
     )
-    row = OutboxMessage.from_envelope(envelope)
-    row.save(force_insert=True)
+    row_id = insert_row(OutboxMessage.from_envelope(envelope))
     message = envelope.to_message()
-    row_id = row.pk
     transaction.on_commit(lambda: dispatch_after_commit(row_id, message))
     return envelope.event_id

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from mediator.conf import mediator_settings
-from mediator.dispatch import DispatchResult, dispatch
+from mediator.dispatch import BrokerDownPause, DispatchResult, dispatch
 from mediator.models import OutboxMessage, OutboxStatus
 from mediator.reconcile import ReconcileResult, reconcile_pass
 
@@ -50,7 +50,9 @@ def relay_once(
         ]  # fmt: skip
         if not batch_rows:
             return DispatchResult()
-        return dispatch(batch_rows)
+        result = dispatch(batch_rows)
+    BrokerDownPause.record(result)
+    return result
 
 
 def relay_pending(

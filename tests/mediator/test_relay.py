@@ -36,6 +36,10 @@ def test_broker_down_at_commit_leaves_row_pending_then_relay_delivers_once(
             event_id = publish(Pinged(key=new_key()))
             transaction.on_commit(lambda: later_callback_ran.append(True))
         elapsed = time.monotonic() - started
+        # The broker just refused this process: the next commit leaves its
+        # event to the relay without trying (and waiting for) the broker.
+        with transaction.atomic():
+            paused_id = publish(Pinged(key=new_key()))
     finally:
         redis_server.start()
     # The commit itself must not be held hostage by the broker: bounded retry.
@@ -48,15 +52,23 @@ def test_broker_down_at_commit_leaves_row_pending_then_relay_delivers_once(
     assert row.dispatch_attempts == 1
     assert "Connection refused" in row.last_error or "Error" in row.last_error
 
+    paused = OutboxMessage.objects.get(event_id=paused_id)
+    assert (paused.status, paused.dispatch_attempts) == (OutboxStatus.PENDING, 0)
+
     out = StringIO()
     call_command("relay_outbox", "--grace", "0", stdout=out)
-    assert "dispatched 1," in out.getvalue()
-    wait_for(lambda: handled(event_id, RECORD) and handled(event_id, FLAKY), timeout=60,
-             message="delivery after the broker came back")  # fmt: skip
-    assert effects(event_id, "record_ping") == 1
-    assert effects(event_id, "flaky_ping") == 1
+    assert "dispatched 2," in out.getvalue()
+    for sent in (event_id, paused_id):
+        wait_for(lambda s=sent: handled(s, RECORD) and handled(s, FLAKY), timeout=60,
+                 message="delivery after the broker came back")  # fmt: skip
+        assert effects(sent, "record_ping") == 1
+        assert effects(sent, "flaky_ping") == 1
     row.refresh_from_db()
     assert row.status == OutboxStatus.DISPATCHED
+    # The relay's successful send ended the pause: commits dispatch at once again.
+    with transaction.atomic():
+        after_id = publish(Pinged(key=new_key()))
+    assert OutboxMessage.objects.get(event_id=after_id).status == OutboxStatus.DISPATCHED
 
 
 def test_relay_leaves_fresh_rows_to_the_after_commit_path() -> None:
