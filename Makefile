@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DURATION ?= 120
 DB       ?= sqlite
 
-.PHONY: install run test test-postgres lint format migrate chaos clean
+.PHONY: install run test test-postgres lint format migrate chaos bench clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ test-postgres: install
 # Soak test under faults, ending in a ledger: make chaos [DURATION=1800] [DB=postgres]
 chaos: install
 	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m chaos.run --duration $(DURATION) $(CHAOS_ARGS)
+
+# The mediator against raw Celery, same run: make bench [QUICK=1] [DB=postgres]
+bench: install
+	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m bench.run $(if $(QUICK),--quick)
 
 lint: install
 	$(BIN)/ruff check .
