@@ -36,9 +36,9 @@ test-postgres: install
 chaos: install
 	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m chaos.run --duration $(DURATION) $(CHAOS_ARGS)
 
-# The mediator against raw Celery, same run: make bench [QUICK=1] [DB=postgres]
+# The mediator against raw Celery, same run: make bench [QUICK=1] [DB=postgres] [BENCH_ARGS=...]
 bench: install
-	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m bench.run $(if $(QUICK),--quick)
+	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
