@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from typing import Any
@@ -68,19 +69,39 @@ def record_in_background(*, only_if_not_done: bool = False, **fields: Any) -> th
     """
 
     def run() -> None:
-        try:
-            if only_if_not_done and _done(fields.get("message"), fields["handler"]):
-                logger.info("%s had committed before it was lost; not poisoned", fields["handler"])
-                return
-            record(**fields)
-        except Exception:
-            logger.exception("could not record poisoned task for %s", fields.get("handler"))
-        finally:
-            connections.close_all()
+        with _no_fork_while_recording:
+            _record(only_if_not_done, fields)
 
     thread = threading.Thread(target=run, name="mediator-record-poison")
     thread.start()
     return thread
+
+
+# The prefork pool forks a replacement for a pool process that died while this
+# thread may be running. A child forked mid-write inherits the thread's locks
+# (a half-taken import lock, Django's connection state) but not the thread
+# that would release them: it hangs on its first query while holding SQLite's
+# write lock, and every other process then fails with "database is locked".
+# So a fork waits until the record is written (at worst, until the write
+# gives up after the database's lock timeout).
+_no_fork_while_recording = threading.Lock()
+os.register_at_fork(
+    before=_no_fork_while_recording.acquire,
+    after_in_parent=_no_fork_while_recording.release,
+    after_in_child=_no_fork_while_recording.release,
+)
+
+
+def _record(only_if_not_done: bool, fields: dict[str, Any]) -> None:
+    try:
+        if only_if_not_done and _done(fields.get("message"), fields["handler"]):
+            logger.info("%s had committed before it was lost; not poisoned", fields["handler"])
+            return
+        record(**fields)
+    except Exception:
+        logger.exception("could not record poisoned task for %s", fields.get("handler"))
+    finally:
+        connections.close_all()
 
 
 def mark_resolved(*, event_id: uuid.UUID, handler: str) -> None:
