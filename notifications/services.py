@@ -5,11 +5,12 @@ shows up as a poisoned task an operator can retry once it is fixed."""
 
 import logging
 import smtplib
+import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -20,10 +21,16 @@ from notifications.models import SentEmail
 logger = logging.getLogger("notifications")
 
 
+MARK_SENT_ATTEMPTS = 3
+
+
 def claim_timeout() -> timedelta:
     """A claim older than this is taken over: its sender died mid-send. A live
-    sender gives up after a few of EMAIL_TIMEOUT's socket timeouts."""
-    return timedelta(seconds=max(30, 3 * settings.EMAIL_TIMEOUT))
+    sender gives up after a few of EMAIL_TIMEOUT's socket timeouts, and after
+    the hand-over it may wait out the database's lock timeout on each attempt
+    to mark the e-mail sent; only a dead one is ever this late."""
+    lock_timeout = float(settings.DATABASES["default"].get("OPTIONS", {}).get("timeout", 30))
+    return timedelta(seconds=3 * settings.EMAIL_TIMEOUT + MARK_SENT_ATTEMPTS * lock_timeout)
 
 
 def queue_once(*, kind: str, recipient: str, subject: str, body: str) -> SentEmail | None:
@@ -98,5 +105,28 @@ def send(email_id: int) -> bool:
         if is_permanent_refusal(exc):
             raise PermanentError(f"The mail server refused the e-mail for good: {exc}") from exc
         raise
-    SentEmail.objects.filter(pk=email_id).update(sent_at=timezone.now(), last_error="")
+    _mark_sent(email_id)
     return True
+
+
+def _mark_sent(email_id: int) -> None:
+    """After the hand-over, a failure must not let the delivery retry: its
+    retry would take the claim over and send a second copy. So keep trying;
+    if the database stays out of reach, poison the delivery instead."""
+    for attempt in range(1, MARK_SENT_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                SentEmail.objects.filter(pk=email_id).update(sent_at=timezone.now(), last_error="")
+            return
+        except DatabaseError as exc:
+            logger.warning(
+                "could not mark e-mail #%s sent (attempt %d): %s", email_id, attempt, exc
+            )
+            if attempt == MARK_SENT_ATTEMPTS:
+                raise PermanentError(
+                    f"E-mail #{email_id} was handed to the mail server but could not be "
+                    f"marked sent ({exc}); not retried, so no second copy goes out."
+                ) from exc
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()  # reconnects on the next query
+            time.sleep(0.5 * attempt)

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -123,3 +123,39 @@ def test_a_fresh_claim_by_another_sender_is_respected_a_stale_one_taken_over() -
 def test_an_unknown_email_is_a_permanent_failure() -> None:
     with pytest.raises(PermanentError, match=r"E-mail #999999 does not exist\."):
         send(999_999)
+
+
+def refuse_marking_sent() -> None:
+    """A real database failure on the 'sent' mark (a trigger), nothing mocked."""
+    table = SentEmail._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                f"CREATE TRIGGER refuse_sent BEFORE UPDATE OF sent_at ON {table} "
+                "WHEN NEW.sent_at IS NOT NULL BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        else:
+            cursor.execute(
+                "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_sent BEFORE UPDATE OF sent_at ON {table} FOR EACH ROW "
+                "WHEN (NEW.sent_at IS NOT NULL) EXECUTE FUNCTION refuse_sent()"
+            )
+
+
+@override_settings(EMAIL_BACKEND=LOCMEM)
+def test_a_handed_over_email_that_cannot_be_marked_sent_is_poisoned_not_resent() -> None:
+    email = queue_in_handler(uuid.uuid4())
+    assert email is not None
+    refuse_marking_sent()
+    with pytest.raises(PermanentError, match="handed to the mail server but could not be marked"):
+        send(email.pk)
+    assert len(mail.outbox) == 1
+    email.refresh_from_db()
+    assert email.sent_at is None
+    assert email.claimed_at is not None  # still claimed: a redelivery now is deferred
+    with pytest.raises(Deferred, match="being sent by another worker"):
+        send(email.pk)
+    assert len(mail.outbox) == 1
