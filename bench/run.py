@@ -117,6 +117,13 @@ def ratio(entry: dict[str, Any]) -> float:
     return float(entry["mediator"]["median"] / entry["raw"]["median"])
 
 
+def _recovered(outage: dict[str, Any]) -> str:
+    lost = outage["runs_expected"] - outage["runs_done"]
+    if lost:
+        return f"{lost} lost for good"
+    return f"all done {outage['recovery_s']:.1f} s after Redis was back"
+
+
 def print_table(results: dict[str, Any]) -> None:
     m = results["machine"]
     print(
@@ -144,7 +151,7 @@ def print_table(results: dict[str, Any]) -> None:
                 + "; ".join(
                     f"{o['requests']} requests (p50 {o['request_ms_p50']:.1f} ms, max "
                     f"{o['request_ms_max']:.0f} ms), {o['runs_done']}/{o['runs_expected']} "
-                    f"runs, all done {o['recovery_s']:.1f} s after Redis was back"
+                    f"runs, {_recovered(o)}"
                     for o in runs
                 )
             )
