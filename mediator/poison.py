@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import uuid
+from importlib import import_module
 from typing import Any
 
 from django.db import connections
@@ -69,7 +70,7 @@ def record_in_background(*, only_if_not_done: bool = False, **fields: Any) -> th
     """
 
     def run() -> None:
-        with _no_fork_while_recording:
+        with ForkGuard.lock:
             _record(only_if_not_done, fields)
 
     thread = threading.Thread(target=run, name="mediator-record-poison")
@@ -77,18 +78,46 @@ def record_in_background(*, only_if_not_done: bool = False, **fields: Any) -> th
     return thread
 
 
-# The prefork pool forks a replacement for a pool process that died while this
-# thread may be running. A child forked mid-write inherits the thread's locks
-# (a half-taken import lock, Django's connection state) but not the thread
-# that would release them: it hangs on its first query while holding SQLite's
-# write lock, and every other process then fails with "database is locked".
-# So a fork waits until the record is written (at worst, until the write
-# gives up after the database's lock timeout).
-_no_fork_while_recording = threading.Lock()
+class ForkGuard:
+    """The prefork pool forks a replacement for a pool process that died while
+    a record thread may be running. A child forked mid-write inherits the
+    thread's locks (a half-taken import lock, Django's connection state) but not
+    the thread that would release them: it hangs on its first query while
+    holding SQLite's write lock, and every other process then fails with
+    "database is locked". So a fork waits for the record, for at most
+    FORK_WAIT_SECONDS (the main process runs the pool's timers meanwhile), and
+    warm_up() imports beforehand what a record thread would import lazily."""
+
+    FORK_WAIT_SECONDS = 10.0
+    lock = threading.Lock()
+    held = False
+
+    @classmethod
+    def before_fork(cls) -> None:
+        cls.held = cls.lock.acquire(timeout=cls.FORK_WAIT_SECONDS)
+        if not cls.held:
+            logger.warning(
+                "forking while a poisoned task is still being recorded (waited %.0f s)",
+                cls.FORK_WAIT_SECONDS,
+            )
+
+    @classmethod
+    def after_fork(cls) -> None:
+        if cls.held:
+            cls.held = False
+            cls.lock.release()
+
+    @staticmethod
+    def warm_up() -> None:
+        """For the worker's main process, before its pool forks."""
+        for alias in connections:
+            import_module(connections[alias].ops.compiler_module)
+
+
 os.register_at_fork(
-    before=_no_fork_while_recording.acquire,
-    after_in_parent=_no_fork_while_recording.release,
-    after_in_child=_no_fork_while_recording.release,
+    before=ForkGuard.before_fork,
+    after_in_parent=ForkGuard.after_fork,
+    after_in_child=ForkGuard.after_fork,
 )
 
 

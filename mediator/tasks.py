@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery import Task, shared_task
 from celery.exceptions import Reject, Retry
-from celery.signals import task_failure, task_unknown
+from celery.signals import task_failure, task_unknown, worker_init
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -212,6 +212,11 @@ def _retry(task: Task, exc: Exception, *, countdown: float, **options: Any) -> N
         logger.warning("could not schedule a retry (%s); requeueing the delivery", reason)
         time.sleep(min(countdown, 1.0))
         raise Reject(reason, requeue=True) from exc
+
+
+@worker_init.connect
+def _warm_up_poison_records(**_: Any) -> None:
+    poison.ForkGuard.warm_up()
 
 
 @task_failure.connect

@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from mediator.models import PoisonedTask
-from mediator.poison import record_in_background
+from mediator.poison import ForkGuard, record_in_background
+from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,6 +26,8 @@ def test_a_fork_waits_for_the_poison_record_in_flight() -> None:
         attempts=3,
         task_id="t",
     )
+    # Fork only once the thread is recording (or, on a fast machine, done).
+    wait_for(lambda: ForkGuard.lock.locked() or not thread.is_alive(), message="the record")
     pid = os.fork()
     if pid == 0:  # the child: only prove it was forked
         os._exit(0)
