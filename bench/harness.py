@@ -112,4 +112,25 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         **{name: version(name) for name in ("django", "celery", "kombu", "redis", "psycopg")},
+        "redis_server": _server_version(["redis-server", "--version"]),
+        "database_server": _database_version(),
     }
+
+
+def _server_version(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError as exc:
+        return f"unknown ({exc})"
+
+
+def _database_version() -> str:
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        return str(cursor.fetchone()[0])

@@ -7,6 +7,7 @@ mediator-to-raw ratios, one colour per database.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def draw(results: list[dict[str, Any]], out: Path) -> None:
     width = 0.8 / (2 * len(results))
     for r_index, result in enumerate(results):
         latency = {k: v for k, v in result["scenarios"].items() if k.startswith("3 latency")}
-        labels = [k.removeprefix("3 latency ").replace(" events/s", "/s") for k in latency]
+        labels = [re.sub(r" \(.*\)", "", k.removeprefix("3 latency ")) for k in latency]
         for k_index, kind in enumerate(("mediator", "raw")):
             offset = (2 * r_index + k_index) * width
             lat.bar(

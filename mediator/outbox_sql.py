@@ -2,8 +2,8 @@
 
 They run once per published event, inside the caller's request: building
 them through the ORM (model save, queryset with F() and IN) cost more than
-the database work itself (bench/: 1.61 -> 1.32 times raw Celery's publish
-cost on SQLite). Everything else about the outbox goes through the ORM.
+the database work itself (BENCHMARKS.md: publishing went from 1.61 to 1.27
+times raw Celery's cost on SQLite). Everything else goes through the ORM.
 """
 
 from __future__ import annotations
