@@ -8,11 +8,10 @@ times raw Celery's cost on SQLite). Everything else goes through the ORM.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import connection
 
 from mediator.models import OutboxMessage, OutboxStatus
 
@@ -50,30 +49,10 @@ def mark_dispatched(ids: Sequence[int], handlers: Sequence[str], now: datetime) 
         OutboxStatus.PENDING.value,
         *ids,
     ]
-    with without_flush_wait(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {connection.ops.quote_name(meta.db_table)} SET status = %s, "
             "dispatched_at = %s, handlers = %s, dispatch_attempts = dispatch_attempts + 1, "
             f"last_error = '' WHERE status = %s AND id IN ({', '.join(['%s'] * len(ids))})",
             params,
         )
-
-
-@contextmanager
-def without_flush_wait() -> Iterator[None]:
-    """A transaction whose commit does not wait for the WAL flush, for writes
-    a crash may lose: a lost 'dispatched' mark leaves the row pending, the
-    relay sends it again and the inbox drops the copies; progress is advisory.
-
-    On PostgreSQL that is `SET LOCAL synchronous_commit = off` (the commit
-    returns before the fsync; BENCHMARKS.md: one fsync was most of what a
-    request and a handler run paid over raw Celery there). Elsewhere, or inside
-    a caller's transaction (whose durability is not ours to change), nothing
-    changes: the statement commits as it would have.
-    """
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        yield
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit = off")
-        yield

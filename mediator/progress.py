@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from mediator.conf import mediator_settings
 from mediator.models import DeliveryProgress, ProgressState
-from mediator.outbox_sql import without_flush_wait
 
 logger = logging.getLogger("mediator.progress")
 
@@ -52,12 +51,11 @@ def _upsert(row: DeliveryProgress) -> None:
         return
     row.updated_at = timezone.now()
     try:
-        with without_flush_wait():
-            DeliveryProgress.objects.bulk_create(
-                [row],
-                update_conflicts=True,
-                unique_fields=["event_id", "handler"],
-                update_fields=_UPDATED,
-            )
+        DeliveryProgress.objects.bulk_create(
+            [row],
+            update_conflicts=True,
+            unique_fields=["event_id", "handler"],
+            update_fields=_UPDATED,
+        )
     except DatabaseError as exc:
         logger.warning("could not record progress of %s: %s", row, exc)
