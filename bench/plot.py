@@ -2,6 +2,8 @@
 mediator-to-raw ratios, one colour per database.
 
     python -m bench.plot bench/results/A-sqlite.json bench/results/B-postgresql.json
+
+Files of the same database are merged, later scenarios over earlier ones.
 """
 
 from __future__ import annotations
@@ -69,13 +71,27 @@ def draw(results: list[dict[str, Any]], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def merged(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per database; a later file's scenarios replace the earlier
+    ones with the same number (a partial re-run with --only over a full run)."""
+    by_database: dict[str, dict[str, Any]] = {}
+    for result in results:
+        base = by_database.setdefault(result["database"], {**result, "scenarios": {}})
+        rerun = {name.split()[0] for name in result["scenarios"]}  # scenario numbers
+        base["scenarios"] = {
+            name: entry for name, entry in base["scenarios"].items()
+            if name.split()[0] not in rerun
+        } | result["scenarios"]  # fmt: skip
+    return list(by_database.values())
+
+
 def main() -> int:
     files = [Path(p) for p in sys.argv[1:]]
     if not files:
         print(__doc__, file=sys.stderr)
         return 2
     out = ROOT / "docs" / "bench.png"
-    draw([json.loads(f.read_text()) for f in files], out)
+    draw(merged([json.loads(f.read_text()) for f in files]), out)
     print(f"written: {out.relative_to(ROOT)}")
     return 0
 
