@@ -87,6 +87,7 @@ def send(deliveries: Sequence[Delivery]) -> SendOutcome:
         with app.producer_or_acquire() as producer:
             for index, delivery in enumerate(deliveries):
                 try:
+                    argsrepr = delivery.argsrepr  # once per event, not per handler
                     for handler in delivery.handlers:
                         # By name, so a handler removed since publishing still
                         # gets its message (the worker poisons it as unknown).
@@ -98,7 +99,7 @@ def send(deliveries: Sequence[Delivery]) -> SendOutcome:
                             retry=True,
                             retry_policy=policy,
                             add_to_parent=False,
-                            argsrepr=delivery.argsrepr,
+                            argsrepr=argsrepr,
                         )
                 except Exception as exc:
                     outcome.failed = list(deliveries[index:])
