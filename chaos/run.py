@@ -157,7 +157,7 @@ def drive(
             with transaction.atomic():
                 placed = Order.objects.filter(owner=customer, status=OrderStatus.PLACED).first()
                 if placed is not None and random.random() < 0.3:
-                    order = cancel_order(order=placed, by=customer, reason="soak")
+                    order = cancel_order(order_id=placed.pk, by=customer, reason="soak")
                 else:
                     order = place_order(owner=customer, items=[item])
                 if roll_back:

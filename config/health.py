@@ -10,7 +10,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from config.celery import app as celery_app
-from mediator import selectors
+from mediator import breaker, selectors
 
 
 @never_cache
@@ -43,5 +43,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
         checks["overdue_deliveries"] = selectors.overdue_deliveries()
         if lag > settings.READYZ_MAX_OUTBOX_LAG:
             ready = False
+    # An open breaker means a downstream is failing, not that this process
+    # cannot serve: it is reported, and readiness does not depend on it.
+    try:
+        checks["breakers"] = {s.name: s.state for s in breaker.all_states()}
+    except Exception as exc:
+        checks["breakers"] = f"error: {type(exc).__name__}"
     return JsonResponse({"status": "ok" if ready else "unavailable", **checks},
                         status=200 if ready else 503)  # fmt: skip

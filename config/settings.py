@@ -201,6 +201,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 # /readyz answers 503 when the oldest undispatched event is older than this.
 READYZ_MAX_OUTBOX_LAG = env_float("READYZ_MAX_OUTBOX_LAG", 60.0)
 
+# /metrics (Prometheus) asks for "Authorization: Bearer <METRICS_TOKEN>" when set.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
 # Where operators open Flower (admin links). Not FLOWER_*: Flower reads those as its options.
 PUBLIC_FLOWER_URL = env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555")
 

@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 
 from config.health import healthz, readyz
 from mediator.dashboard import dashboard
+from mediator.views import close_breaker, metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="orders:order-list", permanent=False)),
@@ -16,7 +17,13 @@ urlpatterns = [
         admin.site.admin_view(dashboard),
         name="mediator-dashboard",
     ),
+    path(
+        "admin/mediator/breakers/<str:name>/close/",
+        admin.site.admin_view(close_breaker),
+        name="mediator-close-breaker",
+    ),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
 ]

@@ -1,18 +1,27 @@
 """A durable mediator: publish domain events in a transaction, handle each in
-its own Celery task, exactly once for database effects."""
+its own Celery task, exactly once for database effects; send commands to
+their one handler, now or after commit."""
 
+from mediator.commands import Command, send, send_after_commit
 from mediator.context import current_event_id
 from mediator.events import DomainEvent
-from mediator.exceptions import Deferred, PermanentError, RetryableError
+from mediator.exceptions import CircuitOpen, Deferred, PermanentError, RetryableError
+from mediator.pipeline import CallNext, HandlerContext
 from mediator.publishing import publish
 from mediator.registry import handles
 
 __all__ = [
+    "CallNext",
+    "CircuitOpen",
+    "Command",
     "Deferred",
     "DomainEvent",
+    "HandlerContext",
     "PermanentError",
     "RetryableError",
     "current_event_id",
     "handles",
     "publish",
+    "send",
+    "send_after_commit",
 ]

@@ -8,7 +8,8 @@ class MediatorConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from mediator import checks, tasks  # noqa: F401  (registers checks and signal receivers)
+        from mediator import checks, tasks, tracing  # noqa: F401  (checks, signal receivers)
 
         # Every installed app's handlers.py, so @handles runs in web and worker alike.
         autodiscover_modules("handlers")
+        tracing.setup()

@@ -10,7 +10,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from mediator.conf import mediator_settings
-from mediator.events import all_event_classes
+from mediator.events import Message, all_event_classes
 from mediator.registry import HandlerSpec, all_handlers, duplicate_handler_names, handlers_for
 
 
@@ -46,7 +46,10 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 id="mediator.E002",
             )
         )
+    kinds = {cls.event_type: cls.kind for cls in classes}
     for event_type in sorted(counts):
+        if kinds[event_type] == "command":
+            continue  # _check_commands
         if not handlers_for(event_type):
             messages.append(
                 Warning(
@@ -55,9 +58,53 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                     id="mediator.W001",
                 )
             )
+    messages += _check_commands(classes)
+    messages += _check_behaviours()
     messages += _check_visibility_timeout()
     messages += _check_redelivery_bound()
     return messages
+
+
+def _check_commands(classes: list[type[Message]]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for cls in classes:
+        if cls.kind != "command":
+            continue
+        specs = handlers_for(cls.event_type)
+        if len(specs) != 1:
+            names = ", ".join(spec.name for spec in specs) or "none"
+            messages.append(
+                Error(
+                    f"Command {cls.__module__}.{cls.__qualname__} has {len(specs)} handlers "
+                    f"({names}); a command needs exactly one.",
+                    hint="Decorate exactly one function with @handles(" + cls.__name__ + ").",
+                    id="mediator.E005",
+                )
+            )
+    return messages
+
+
+def _check_behaviours() -> list[CheckMessage]:
+    from mediator.pipeline import behaviours
+
+    try:
+        behaviours()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="mediator.E006")]
+    paths = list(mediator_settings()["BEHAVIOURS"])
+    if TRANSACTION_BEHAVIOUR not in paths:
+        return [
+            Error(
+                f"MEDIATOR['BEHAVIOURS'] lacks {TRANSACTION_BEHAVIOUR!r}: deliveries would "
+                "run without their inbox record, so a redelivery would apply twice.",
+                hint="Add it as the last behaviour.",
+                id="mediator.E007",
+            )
+        ]
+    return []
+
+
+TRANSACTION_BEHAVIOUR = "mediator.behaviours.transaction"
 
 
 def retry_schedule_seconds(spec: HandlerSpec) -> float:

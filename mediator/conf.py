@@ -51,6 +51,22 @@ DEFAULTS: dict[str, Any] = {
     # {"order_id": "admin:ordering_order_change"}, and each task to Flower.
     "PAYLOAD_ADMIN_LINKS": {},
     "FLOWER_URL": None,  # e.g. "http://127.0.0.1:5555"
+    # Middleware around every handler run, outermost first (mediator.pipeline).
+    # Keep "transaction" last: it writes the inbox record with the handler's effect.
+    "BEHAVIOURS": [
+        "mediator.behaviours.log",
+        "mediator.behaviours.trace",
+        "mediator.behaviours.measure",
+        "mediator.behaviours.circuit_breaker",
+        "mediator.behaviours.validate",
+        "mediator.behaviours.transaction",
+    ],
+    # Circuit breakers of handlers declared with breaker=...: "default", then
+    # per breaker name. FAILURE_THRESHOLD retryable failures in a row open it;
+    # after RESET_TIMEOUT seconds one probe goes through; a probe that does not
+    # report within PROBE_TIMEOUT seconds frees the slot for another.
+    "BREAKERS": {"default": {"FAILURE_THRESHOLD": 5, "RESET_TIMEOUT": 30.0, "PROBE_TIMEOUT": 60.0}},
+    "BREAKER_REDIS_URL": None,  # None: settings.REDIS_URL
 }
 
 

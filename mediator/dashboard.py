@@ -10,12 +10,16 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from mediator import graph, selectors
+from mediator import breaker, graph, selectors
 
 
 def dashboard(request: HttpRequest) -> HttpResponse:
     since = timezone.now() - timedelta(hours=1)
     event_map = graph.event_map()
+    try:
+        breakers, breakers_error = breaker.all_states(), ""
+    except Exception as exc:  # Redis down: say so, show the rest
+        breakers, breakers_error = [], f"{type(exc).__name__}: {exc}"
     context = {
         **admin.site.each_context(request),
         "title": "Mediator dashboard",
@@ -26,5 +30,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "handlers": selectors.handler_counts(since),
         "event_map": event_map,
         "mermaid": graph.as_mermaid(event_map),
+        "breakers": breakers,
+        "breakers_error": breakers_error,
     }
     return TemplateResponse(request, "admin/mediator/dashboard.html", context)

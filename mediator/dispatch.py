@@ -20,6 +20,7 @@ from celery import current_app
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from mediator import tracing
 from mediator.conf import mediator_settings
 from mediator.models import OutboxMessage, OutboxStatus
 from mediator.outbox_sql import mark_dispatched
@@ -88,19 +89,21 @@ def send(deliveries: Sequence[Delivery]) -> SendOutcome:
             for index, delivery in enumerate(deliveries):
                 try:
                     argsrepr = delivery.argsrepr  # once per event, not per handler
+                    traceparent = delivery.message.get("traceparent", "")
                     for handler in delivery.handlers:
                         # By name, so a handler removed since publishing still
                         # gets its message (the worker poisons it as unknown).
-                        app.send_task(
-                            handler,
-                            args=(delivery.message,),
-                            task_id=delivery_task_id(delivery.message["event_id"], handler),
-                            producer=producer,
-                            retry=True,
-                            retry_policy=policy,
-                            add_to_parent=False,
-                            argsrepr=argsrepr,
-                        )
+                        with tracing.within(traceparent):  # the publisher's trace
+                            app.send_task(
+                                handler,
+                                args=(delivery.message,),
+                                task_id=delivery_task_id(delivery.message["event_id"], handler),
+                                producer=producer,
+                                retry=True,
+                                retry_policy=policy,
+                                add_to_parent=False,
+                                argsrepr=argsrepr,
+                            )
                 except Exception as exc:
                     outcome.failed = list(deliveries[index:])
                     outcome.error = f"{type(exc).__name__}: {exc}"

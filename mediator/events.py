@@ -1,10 +1,12 @@
-"""Domain events, and the envelope they travel in.
+"""Domain events and commands, and the envelope they travel in.
 
 An event is an immutable, typed value named in the past tense
-(`OrderCancelled`) with a stable type name (`"ordering.OrderCancelled"`) and a
-version. On the wire it is JSON: an envelope whose `payload` is validated
-against the event class when it arrives, so a wrong type or an unknown field is
-a clear error, never a half-read event.
+(`OrderCancelled`): it says what happened, and any number of handlers react.
+A command is named in the imperative (`CancelOrder`): it asks for one thing,
+and exactly one handler does it. Both have a stable type name
+(`"ordering.OrderCancelled"`) and a version. On the wire they are JSON: an
+envelope whose `payload` is validated against the class when it arrives, so a
+wrong type or an unknown field is a clear error, never a half-read message.
 """
 
 from __future__ import annotations
@@ -21,37 +23,55 @@ from django.utils import timezone
 from mediator.conf import mediator_settings
 from mediator.exceptions import ImproperEvent, InvalidPayload, MalformedMessage, UnknownEventType
 
-_event_classes: list[type[DomainEvent]] = []
+_message_classes: list[type[Message]] = []
 
 
-class DomainEvent(pydantic.BaseModel):
-    """Subclass with typed fields. `event_type` defaults to "<app>.<ClassName>";
-    set it explicitly to keep it stable across renames. Bump `version` when the
-    payload changes incompatibly."""
+class Message(pydantic.BaseModel):
+    """What travels through the mediator: subclass DomainEvent or Command, not this.
+
+    Subclasses have typed fields. `event_type` (the type name on the wire, for
+    commands too) defaults to "<app>.<ClassName>"; set it explicitly to keep it
+    stable across renames. Bump `version` when the payload changes incompatibly.
+    """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
     event_type: ClassVar[str] = ""
     version: ClassVar[int] = 1
+    kind: ClassVar[str] = "message"
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        if cls.__module__ == __name__ or cls.__module__ == "mediator.commands":
+            return  # the base classes themselves
         if "event_type" not in cls.__dict__:
             cls.event_type = f"{cls.__module__.split('.')[0]}.{cls.__name__}"
-        _event_classes.append(cls)
+        _message_classes.append(cls)
 
     def payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
-def all_event_classes() -> list[type[DomainEvent]]:
-    return list(_event_classes)
+class DomainEvent(Message):
+    """Something that happened, in the past tense. `publish()` it; every
+    handler subscribed to it gets it, each in its own task."""
+
+    kind: ClassVar[str] = "event"
 
 
-def event_class_for(event_type: str) -> type[DomainEvent]:
+def all_message_classes() -> list[type[Message]]:
+    return list(_message_classes)
+
+
+def all_event_classes() -> list[type[Message]]:
+    """Event and command classes: they share one namespace of type names."""
+    return all_message_classes()
+
+
+def event_class_for(event_type: str) -> type[Message]:
     # Newest definition wins; duplicates are reported by the system checks.
-    for cls in reversed(_event_classes):
+    for cls in reversed(_message_classes):
         if cls.event_type == event_type:
             return cls
     raise UnknownEventType(f"Unknown event type {event_type!r}: no event class has that name.")
@@ -86,14 +106,24 @@ class Envelope:
     payload: dict[str, Any]
     correlation_id: str = ""
     causation_id: str = ""
+    # W3C trace context of the publisher (OpenTelemetry), so a task sent later by
+    # the relay still joins the request's trace. Optional on the wire.
+    traceparent: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def wrap(
-        cls, event: DomainEvent, *, correlation_id: str | None, causation_id: str | None
+        cls,
+        event: Message,
+        *,
+        correlation_id: str | None,
+        causation_id: str | None,
+        traceparent: str = "",
     ) -> Envelope:
-        if not isinstance(event, DomainEvent):
-            raise ImproperEvent(f"publish() takes a DomainEvent, not {type(event).__name__}.")
+        if not isinstance(event, Message) or type(event) in (Message, DomainEvent):
+            raise ImproperEvent(
+                f"Expected a DomainEvent or Command subclass, not {type(event).__name__}."
+            )
         payload = event.payload()
         try:
             check_payload_size(type(event).event_type, len(json.dumps(payload)))
@@ -108,6 +138,7 @@ class Envelope:
             payload=payload,
             correlation_id=correlation_id or str(event_id),
             causation_id=causation_id or "",
+            traceparent=traceparent,
         )
 
     def to_message(self) -> dict[str, Any]:
@@ -119,6 +150,7 @@ class Envelope:
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,
             "payload": self.payload,
+            "traceparent": self.traceparent,
         }
 
     @classmethod
@@ -146,10 +178,13 @@ class Envelope:
             payload=message["payload"],
             correlation_id=str(message["correlation_id"] or ""),
             causation_id=str(message["causation_id"] or ""),
-            extra={k: v for k, v in message.items() if k not in ENVELOPE_FIELDS},
+            traceparent=str(message.get("traceparent") or "")[:64],
+            extra={
+                k: v for k, v in message.items() if k not in ENVELOPE_FIELDS and k != "traceparent"
+            },
         )
 
-    def event(self) -> DomainEvent:
+    def event(self) -> Message:
         """The typed event, or UnknownEventType / InvalidPayload saying why not."""
         cls = event_class_for(self.event_type)
         if self.version != cls.version:

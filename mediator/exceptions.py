@@ -54,3 +54,19 @@ class UnknownHandler(MessageError):
 class HandlerPoisoned(MediatorError):
     """Raised out of a handler task after its PoisonedTask row was written, so
     Celery and Flower show the task as failed. Not a new failure to record."""
+
+
+class NoCommandHandler(MediatorError):
+    """A command class with no handler, or more than one (system check E005)."""
+
+
+class CircuitOpen(Deferred):
+    """The handler's circuit breaker is open: its downstream is failing. A task
+    is deferred until the cool-down ends (no retry spent); send() raises it."""
+
+    def __init__(self, breaker: str, *, countdown: float) -> None:
+        super().__init__(
+            f"circuit breaker {breaker!r} is open; next probe in {countdown:.1f}s",
+            countdown=countdown,
+        )
+        self.breaker = breaker

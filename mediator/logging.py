@@ -1,10 +1,11 @@
 """Every log line written during a handler run carries the run's context.
 
 `DeliveryContextFilter` (attach it to a logging handler) adds event_id,
-event_type, handler, attempt and correlation_id to each record ("-" outside a
-run), for formatters that name them, and `delivery`: all five as
-" key=value" pairs during a run, "" outside one, for a plain text format. It
-covers the handler's own loggers and Celery's, not only the mediator's.
+event_type, handler, attempt, correlation_id and causation_id to each record
+("-" outside a run), for formatters that name them, and `delivery`: all six
+as " key=value" pairs during a run, " correlation_id=..." while serving a
+request, "" otherwise, for a plain text format. It covers the handler's own
+loggers and Celery's, not only the mediator's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-FIELDS = ("event_id", "event_type", "handler", "attempt", "correlation_id")
+from mediator.context import current_correlation_id
+
+FIELDS = ("event_id", "event_type", "handler", "attempt", "correlation_id", "causation_id")
 
 _run: ContextVar[dict[str, Any] | None] = ContextVar("mediator_log_context", default=None)
 
@@ -32,11 +35,21 @@ def delivery_log_context(**fields: Any) -> Iterator[None]:
 class DeliveryContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         run = _run.get()
+        if run is None:
+            correlation_id = current_correlation_id()
+            for name in FIELDS:
+                if not hasattr(record, name):
+                    setattr(record, name, "-")
+            if correlation_id and getattr(record, "correlation_id", "-") == "-":
+                record.correlation_id = correlation_id
+            if not hasattr(record, "delivery"):
+                record.delivery = f" correlation_id={correlation_id}" if correlation_id else ""
+            return True
         for name in FIELDS:
             if not hasattr(record, name):
-                setattr(record, name, run[name] if run else "-")
+                setattr(record, name, run[name])
         if not hasattr(record, "delivery"):
-            record.delivery = "".join(f" {k}={run[k]}" for k in FIELDS) if run else ""
+            record.delivery = "".join(f" {k}={run[k]}" for k in FIELDS)
         return True
 
 

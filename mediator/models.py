@@ -21,6 +21,9 @@ class OutboxMessage(models.Model):
     occurred_at = models.DateTimeField()
     correlation_id = models.CharField(max_length=64, blank=True)
     causation_id = models.CharField(max_length=64, blank=True)
+    traceparent = models.CharField(
+        max_length=64, blank=True, help_text="The publisher's W3C trace context, if tracing is on."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(
         max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
@@ -69,6 +72,7 @@ class OutboxMessage(models.Model):
             occurred_at=envelope.occurred_at,
             correlation_id=envelope.correlation_id,
             causation_id=envelope.causation_id,
+            traceparent=envelope.traceparent,
         )
 
     def envelope(self) -> Envelope:
@@ -80,6 +84,7 @@ class OutboxMessage(models.Model):
             payload=self.payload,
             correlation_id=self.correlation_id,
             causation_id=self.causation_id,
+            traceparent=self.traceparent,
         )
 
 

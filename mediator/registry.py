@@ -1,4 +1,4 @@
-"""Which handlers subscribe to which events, and the `handles` decorator.
+"""Which handlers subscribe to which events and commands, and `handles`.
 
 Each handler becomes its own Celery task, named after the function
 ("shipping.handlers.cancel_shipment"), so routing, rate limits, retries and
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.utils.module_loading import import_string
 
 from mediator.conf import mediator_settings
-from mediator.events import DomainEvent
+from mediator.events import Message
 
 if TYPE_CHECKING:
     from celery import Task
@@ -27,7 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class HandlerSpec:
     name: str
     func: Callable[[Any], Any]
-    event_types: tuple[type[DomainEvent], ...]
+    event_types: tuple[type[Message], ...]
     max_retries: int
     backoff: float
     backoff_max: float
@@ -39,7 +39,12 @@ class HandlerSpec:
     soft_time_limit: float | None = None
     time_limit: float | None = None
     atomic: bool = True
+    breaker: str | None = None  # the circuit breaker this handler's runs go through
     task: Task = field(init=False, repr=False)
+
+    @property
+    def is_command_handler(self) -> bool:
+        return self.event_types[0].kind == "command"
 
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, self.poison_on):
@@ -58,7 +63,7 @@ _duplicate_names: list[str] = []
 
 
 def handles(
-    *event_types: type[DomainEvent],
+    *event_types: type[Message],
     name: str | None = None,
     max_retries: int | None = None,
     backoff: float | None = None,
@@ -71,8 +76,10 @@ def handles(
     soft_time_limit: float | None = None,
     time_limit: float | None = None,
     atomic: bool = True,
+    breaker: str | bool = False,
 ) -> Callable[[F], F]:
-    """Subscribe a function `(event) -> None` to one or more event classes.
+    """Subscribe a function `(event) -> None` to one or more event classes, or
+    make it the handler `(command) -> result` of one command class.
 
     Options left out come from the MEDIATOR setting. `retry_on` lists the
     exceptions worth retrying (default: MEDIATOR["RETRY_ON"]); `poison_on`
@@ -83,18 +90,28 @@ def handles(
     the handler runs outside a transaction, so a mark it commits survives a
     later failure, and its inbox record is written after it returns. That is
     at least once: the handler must be idempotent (current_event_id() is the key).
+
+    `breaker=True` puts the handler behind its own circuit breaker (shared by
+    every worker, in Redis); `breaker="smtp"` shares the breaker named after a
+    downstream with every handler that names it. Thresholds: MEDIATOR["BREAKERS"].
     """
+    from mediator.commands import Command
+    from mediator.events import DomainEvent
+
     if not event_types or not all(
-        isinstance(cls, type) and issubclass(cls, DomainEvent) for cls in event_types
+        isinstance(cls, type) and issubclass(cls, DomainEvent | Command) for cls in event_types
     ):
-        raise TypeError("@handles takes one or more DomainEvent subclasses.")
+        raise TypeError("@handles takes one or more DomainEvent subclasses, or one Command.")
+    if any(issubclass(cls, Command) for cls in event_types) and len(event_types) > 1:
+        raise TypeError("A command handler handles exactly one Command class.")
     conf = mediator_settings()
 
     def register(func: F) -> F:
         from mediator.tasks import make_handler_task
 
+        spec_name = name or f"{func.__module__}.{func.__name__}"
         spec = HandlerSpec(
-            name=name or f"{func.__module__}.{func.__name__}",
+            name=spec_name,
             func=func,
             event_types=event_types,
             max_retries=conf["MAX_RETRIES"] if max_retries is None else max_retries,
@@ -108,6 +125,7 @@ def handles(
             soft_time_limit=soft_time_limit,
             time_limit=time_limit,
             atomic=atomic,
+            breaker=(spec_name if breaker is True else breaker or None),
         )
         if spec.name in _handlers and _handlers[spec.name].func is not func:
             _duplicate_names.append(spec.name)

@@ -24,6 +24,7 @@ __all__ = [
     "HandlerCounts",
     "events_per_type",
     "handler_counts",
+    "open_poisoned_count",
     "outbox_lag_seconds",
     "overdue_deliveries",
     "pending_count",
@@ -32,6 +33,10 @@ __all__ = [
 
 def pending_count() -> int:
     return OutboxMessage.objects.filter(status=OutboxStatus.PENDING).count()
+
+
+def open_poisoned_count() -> int:
+    return PoisonedTask.objects.filter(status=PoisonStatus.POISONED).count()
 
 
 def outbox_lag_seconds() -> float:

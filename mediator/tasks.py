@@ -1,8 +1,9 @@
 """The Celery side: one task per handler, and what it does with a delivery.
 
-A delivery runs the handler and writes its inbox record in ONE database
-transaction. If the worker dies before the ack, the message comes back, finds
-the record, and is skipped: the handler's database effect happens once.
+A delivery decodes the envelope, runs the handler through the behaviours
+(mediator.pipeline; the transaction behaviour writes the inbox record in the
+handler's transaction, so a redelivery is skipped), then decides: done,
+retry with backoff, defer, or poison.
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from celery import Task, shared_task
 from celery.exceptions import Reject, Retry
 from celery.signals import task_failure, task_unknown, worker_init
-from django.db import DatabaseError, connection, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import DatabaseError
 
-from mediator import poison, progress
+from mediator import metrics, poison, progress
 from mediator.context import message_context
 from mediator.events import Envelope
-from mediator.exceptions import Deferred, HandlerPoisoned, MessageError, UnknownHandler
+from mediator.exceptions import (
+    CircuitOpen,
+    Deferred,
+    HandlerPoisoned,
+    MessageError,
+    UnknownHandler,
+)
 from mediator.logging import delivery_log_context
-from mediator.models import InboxRecord
+from mediator.pipeline import HandlerContext, run_pipeline
 from mediator.registry import get_handler
 
 if TYPE_CHECKING:
@@ -81,8 +86,14 @@ def run_delivery(
     task: Task, spec: HandlerSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> str:
     request = task.request
-    attempt = (request.retries or 0) + 1
+    kwargs = dict(kwargs)
     poisoned_retry = bool(kwargs.pop("poisoned_retry", False))
+    # Deferrals (Deferred, an open breaker) are retries to Celery but spend no
+    # retry budget: count them apart and take them off.
+    deferrals = kwargs.pop("deferrals", 0)
+    deferrals = deferrals if isinstance(deferrals, int) and deferrals >= 0 else 0
+    retries = max(0, (request.retries or 0) - deferrals)
+    attempt = retries + 1
     message = args[0] if args else None
     try:
         if len(args) != 1 or kwargs:
@@ -98,12 +109,27 @@ def run_delivery(
         _poison(task, spec, message, exc, attempt)
         raise HandlerPoisoned(f"{type(exc).__name__}: {exc}") from exc
 
+    def retry_kwargs(deferred: bool) -> dict[str, Any]:
+        extra: dict[str, Any] = {"deferrals": deferrals + 1 if deferred else deferrals}
+        if poisoned_retry:
+            extra["poisoned_retry"] = True
+        return extra
+
+    context = HandlerContext(
+        spec=spec,
+        message_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.causation_id,
+        attempt=attempt,
+        delivered=True,
+    )
     with delivery_log_context(
         event_id=str(envelope.event_id),
         event_type=envelope.event_type,
         handler=spec.name,
         attempt=attempt,
         correlation_id=envelope.correlation_id or "-",
+        causation_id=envelope.causation_id or "-",
     ):
         progress.record_running(envelope.event_id, spec.name, attempt)
         with message_context(
@@ -112,23 +138,33 @@ def run_delivery(
             handling=envelope.event_id,
         ):
             try:
-                outcome = _apply_once(spec, envelope.event_id, event)
+                run_pipeline(event, context)
             except Exception as exc:
                 if isinstance(exc, Deferred):
                     logger.info("%s deferred %.1fs: %s", spec.name, exc.countdown, exc)
+                    reason = "breaker" if isinstance(exc, CircuitOpen) else "deferred"
+                    metrics.DEFERRALS.labels(spec.name, reason).inc()
                     progress.record_retrying(
                         envelope.event_id, spec.name, attempt, exc.countdown, exc
                     )
-                    _retry(task, exc, countdown=exc.countdown, max_retries=sys.maxsize)
-                if spec.should_retry(exc) and (request.retries or 0) < spec.max_retries:
-                    countdown = spec.countdown(request.retries or 0)
+                    _retry(
+                        task, exc, countdown=exc.countdown, max_retries=sys.maxsize,
+                        kwargs=retry_kwargs(deferred=True),
+                    )  # fmt: skip
+                if spec.should_retry(exc) and retries < spec.max_retries:
+                    countdown = spec.countdown(retries)
                     logger.warning(
                         "%s on %s %s (attempt %d) failed with %s: %s; retrying in %.1fs",
                         spec.name, envelope.event_type, envelope.event_id, attempt,
                         type(exc).__name__, exc, countdown,
                     )  # fmt: skip
+                    metrics.RETRIES.labels(spec.name).inc()
                     progress.record_retrying(envelope.event_id, spec.name, attempt, countdown, exc)
-                    _retry(task, exc, countdown=countdown)
+                    # Celery's own limit counts deferrals too: lift it by them.
+                    _retry(
+                        task, exc, countdown=countdown, max_retries=spec.max_retries + deferrals,
+                        kwargs=retry_kwargs(deferred=False),
+                    )  # fmt: skip
                 _poison(task, spec, message, exc, attempt)
                 logger.error(
                     "%s poisoned on attempt %d: %s: %s", spec.name, attempt, type(exc).__name__, exc
@@ -136,56 +172,11 @@ def run_delivery(
                 raise HandlerPoisoned(f"{type(exc).__name__}: {exc}") from exc
         if poisoned_retry:
             poison.mark_resolved(event_id=envelope.event_id, handler=spec.name)
-        logger.info("%s %s %s: %s", spec.name, envelope.event_type, envelope.event_id, outcome)
-        return outcome
-
-
-def _apply_once(spec: HandlerSpec, event_id: uuid.UUID, event: Any) -> str:
-    if not spec.atomic:
-        return _apply_at_least_once(spec, event_id, event)
-    with transaction.atomic():
-        if not _claim(event_id, spec.name):
-            InboxRecord.objects.filter(event_id=event_id, handler=spec.name).update(
-                duplicates=F("duplicates") + 1
-            )
-            return DUPLICATE
-        spec.func(event)
-    return DONE
-
-
-def _apply_at_least_once(spec: HandlerSpec, event_id: uuid.UUID, event: Any) -> str:
-    """A non-atomic handler: skip it if recorded done, else run it, then record it."""
-    inbox = InboxRecord.objects.filter(event_id=event_id, handler=spec.name)
-    if inbox.exists():
-        inbox.update(duplicates=F("duplicates") + 1)
-        return DUPLICATE
-    spec.func(event)
-    with transaction.atomic():
-        _claim(event_id, spec.name)
-    return DONE
-
-
-def _claim(event_id: uuid.UUID, handler: str) -> bool:
-    """INSERT the inbox record unless it exists, in one round trip.
-
-    On PostgreSQL a concurrent duplicate blocks on the unique index until the
-    first delivery's transaction ends, then sees its record (or claims it, if
-    that one rolled back). SQLite serialises writers anyway.
-    """
-    meta = InboxRecord._meta
-    prep = meta.get_field("event_id").get_db_prep_value(event_id, connection)
-    handled_at = meta.get_field("handled_at").get_db_prep_value(timezone.now(), connection)
-    qn = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {qn(meta.db_table)} (event_id, handler, handled_at, duplicates) "
-            "VALUES (%s, %s, %s, 0) ON CONFLICT (event_id, handler) DO NOTHING RETURNING id",
-            [prep, handler, handled_at],
-        )
-        return cursor.fetchone() is not None
+        return DUPLICATE if context.duplicate else DONE
 
 
 def _poison(task: Task, spec: HandlerSpec, message: Any, exc: BaseException, attempt: int) -> None:
+    metrics.POISONED.labels(spec.name).inc()
     try:
         poison.record(
             handler=spec.name,
@@ -235,6 +226,7 @@ def _poison_lost_or_timed_out(
     if spec is None or sender is None or isinstance(exception, HandlerPoisoned | Retry):
         return
     retries = getattr(sender.request, "retries", 0) or 0
+    metrics.POISONED.labels(spec.name).inc()
     poison.record_in_background(
         only_if_not_done=True,
         handler=spec.name,

@@ -5,8 +5,10 @@ from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from ordering import services
+from mediator import send
+from ordering.commands import CancelOrder
 from ordering.models import Order, OrderItem
+from ordering.services import OrderError
 
 
 class OrderItemInline(admin.TabularInline):
@@ -29,14 +31,17 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected orders", permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        """The same service as the customer's button, one transaction per order."""
+        """The same command as the customer's button, one transaction per order."""
         cancelled, refused = 0, []
-        for order in queryset.order_by("pk"):
+        operator = cast(User, request.user)
+        for order_id in queryset.order_by("pk").values_list("pk", flat=True):
             try:
-                services.cancel_order(
-                    order=order, by=cast(User, request.user), reason="Cancelled by an operator"
+                send(
+                    CancelOrder(
+                        order_id=order_id, by_user_id=operator.pk, reason="Cancelled by an operator"
+                    )
                 )
-            except services.OrderError as refusal:
+            except OrderError as refusal:
                 refused.append(str(refusal))
             else:
                 cancelled += 1

@@ -1,4 +1,5 @@
-"""Where an order changes state. Views, admin actions and commands call these."""
+"""Where an order changes state. The command handlers (ordering.handlers) call
+these; so do management commands and the demo seeder."""
 
 from dataclasses import dataclass
 from decimal import Decimal
@@ -75,16 +76,16 @@ def place_demo_order(*, owner: User, sku: str, quantity: int) -> Order:
     )
 
 
-def cancel_order(*, order: Order, by: User, reason: str = "") -> Order:
+def cancel_order(*, order_id: int, by: User, reason: str = "") -> Order:
     """Cancel an order and publish OrderCancelled, in one transaction.
 
     Only the owner or staff may cancel (others are told the order does not
     exist). The row is locked, so two concurrent cancels cannot both succeed.
     """
     with transaction.atomic():
-        locked = Order.objects.select_for_update().filter(pk=order.pk).first()
+        locked = Order.objects.select_for_update().filter(pk=order_id).first()
         if locked is None or not (locked.owner_id == by.pk or by.is_staff):
-            raise OrderNotFound(f"Order #{order.pk} does not exist.")
+            raise OrderNotFound(f"Order #{order_id} does not exist.")
         if locked.status == OrderStatus.CANCELLED:
             raise OrderError(f"Order #{locked.pk} is already cancelled.")
         if locked.status == OrderStatus.SHIPPED:

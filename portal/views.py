@@ -1,4 +1,5 @@
-"""Customer pages. Thin: reads come from portal.pages, changes from ordering.services."""
+"""Customer pages. Thin: reads come from portal.pages; changes are commands
+(ordering.commands), sent to their handler in this request."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -8,10 +9,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from ordering import services
+from mediator import send
 from ordering.catalogue import DEMO_CATALOGUE
+from ordering.commands import CancelOrder, PlaceDemoOrder
 from ordering.models import Order
 from ordering.selectors import orders_of
+from ordering.services import OrderError
 from portal.pages import order_page
 
 
@@ -41,10 +44,12 @@ def place_demo_order(request: AuthenticatedRequest) -> HttpResponse:
     except ValueError:
         quantity = 0
     try:
-        order = services.place_demo_order(
-            owner=request.user, sku=request.POST.get("sku", ""), quantity=quantity
+        order = send(
+            PlaceDemoOrder(
+                owner_id=request.user.pk, sku=request.POST.get("sku", "")[:64], quantity=quantity
+            )
         )
-    except services.OrderError as refusal:
+    except OrderError as refusal:
         messages.error(request, str(refusal))
         return redirect("orders:order-list")
     messages.success(request, f"Order #{order.pk} is placed.")
@@ -74,8 +79,12 @@ def order_live(request: AuthenticatedRequest, order_id: int) -> HttpResponse:
 def cancel_order(request: AuthenticatedRequest, order_id: int) -> HttpResponse:
     order = _own_order(request, order_id)
     try:
-        services.cancel_order(order=order, by=request.user, reason=request.POST.get("reason", ""))
-    except services.OrderError as refusal:
+        send(
+            CancelOrder(
+                order_id=order.pk, by_user_id=request.user.pk, reason=request.POST.get("reason", "")
+            )
+        )
+    except OrderError as refusal:
         messages.error(request, str(refusal))
     else:
         messages.success(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,12 +51,20 @@ def main() -> int:
                 f"--basic-auth={env['FLOWER_BASIC_AUTH']}",
             ],
         }  # fmt: skip
+        # Web and worker count Prometheus metrics into one directory, so the
+        # web's /metrics adds up every process (emptied at each start).
+        metrics_dir = ROOT / "var" / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        counting = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         for name, argv in processes.items():
-            manager.add_process(name, subprocess.list2cmdline(argv), env=env, cwd=str(ROOT))
+            process_env = counting if name in ("web", "worker") else env
+            manager.add_process(name, subprocess.list2cmdline(argv), env=process_env, cwd=str(ROOT))
         print(
             "\n"
             f"  Site:    http://127.0.0.1:{web_port}/orders/\n"
-            f"  Admin:   http://127.0.0.1:{web_port}/admin/\n"
+            f"  Admin:   http://127.0.0.1:{web_port}/admin/ (mediator/dashboard/ for operators)\n"
+            f"  Metrics: http://127.0.0.1:{web_port}/metrics\n"
             f"  Flower:  {env['PUBLIC_FLOWER_URL']}/  (basic auth {env['FLOWER_BASIC_AUTH']})\n"
             "  Logins are printed by seed_demo above. Ctrl-C stops everything.\n",
             flush=True,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,15 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         celery_app.pool.force_close_all()  # type: ignore[attr-defined]
         server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prometheus_dir() -> Iterator[Path]:
+    """The multiprocess metrics directory tests/settings.py made for this session."""
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    yield path
+    if path.name.startswith("mediator-test-metrics-"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,18 @@ os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("EMAIL_BACKEND", "tests.testapp.mail.SwitchableBackend")
+# Workers started by the tests count Prometheus metrics where the test
+# process's /metrics reads them (multiprocess mode; removed by tests/conftest.py).
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    str(Path(tempfile.gettempdir()) / f"mediator-test-metrics-{os.getpid()}"),
+)
 os.environ.setdefault("EMAIL_FILE_PATH", str(Path(tempfile.gettempdir()) / "mediator-test-emails"))
 
 from config.settings import *  # noqa: F403
-from config.settings import DATABASES
+from config.settings import DATABASES, MEDIATOR
+
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
@@ -38,3 +46,23 @@ WHITENOISE_USE_FINDERS = True
 
 # Test events and handlers whose misbehaviour tests choose (tests/testapp).
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+
+# The chain with two recording behaviours around the shipped ones
+# (tests/testapp/behaviours.py), and a quick breaker for the breaker tests.
+MEDIATOR = {
+    **MEDIATOR,
+    "BEHAVIOURS": [
+        "tests.testapp.behaviours.outer",
+        "mediator.behaviours.log",
+        "mediator.behaviours.trace",
+        "mediator.behaviours.measure",
+        "mediator.behaviours.circuit_breaker",
+        "mediator.behaviours.validate",
+        "tests.testapp.behaviours.inner",
+        "mediator.behaviours.transaction",
+    ],
+    "BREAKERS": {
+        "default": {"FAILURE_THRESHOLD": 5, "RESET_TIMEOUT": 30.0},
+        "tests.downstream": {"FAILURE_THRESHOLD": 3, "RESET_TIMEOUT": 5.0, "PROBE_TIMEOUT": 10.0},
+    },
+}

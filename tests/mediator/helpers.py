@@ -13,7 +13,18 @@ from tests.testapp.handlers import FLAKY
 from tests.testapp.models import Effect
 
 RECORD = "tests.testapp.handlers.record_ping"
-__all__ = ["FLAKY", "RECORD", "effects", "handled", "new_key", "poisoned", "publish_ping", "store"]
+__all__ = [
+    "FLAKY",
+    "RECORD",
+    "chain",
+    "effects",
+    "handled",
+    "new_key",
+    "poisoned",
+    "publish_ping",
+    "redis_list",
+    "store",
+]
 
 
 def new_key() -> str:
@@ -22,6 +33,15 @@ def new_key() -> str:
 
 def store() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def redis_list(key: str) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else v for v in store().lrange(key, 0, -1)]
+
+
+def chain(key: str) -> list[str]:
+    """What the recording behaviours (tests/testapp/behaviours.py) saw of a message."""
+    return redis_list(f"chain:{key}")
 
 
 def publish_ping(mode: str = "ok", key: str | None = None) -> tuple[uuid.UUID, str]:

@@ -1,29 +1,9 @@
-from collections.abc import Iterator
-
 import pytest
 from django.core.checks import Error, Warning
 from django.test import override_settings
 
-from mediator import DomainEvent, handles, registry
-from mediator import events as events_module
+from mediator import Command, DomainEvent, handles
 from mediator.checks import check_wiring
-
-
-@pytest.fixture
-def isolated_registry() -> Iterator[None]:
-    saved = (
-        list(events_module._event_classes),
-        dict(registry._handlers),
-        {k: list(v) for k, v in registry._by_event_type.items()},
-        list(registry._duplicate_names),
-    )
-    yield
-    events_module._event_classes[:] = saved[0]
-    registry._handlers.clear()
-    registry._handlers.update(saved[1])
-    registry._by_event_type.clear()
-    registry._by_event_type.update(saved[2])
-    registry._duplicate_names[:] = saved[3]
 
 
 def ids(messages: list) -> list[str]:
@@ -98,3 +78,57 @@ def test_misspelt_mediator_setting_is_an_error() -> None:
 def test_handles_refuses_what_is_not_an_event() -> None:
     with pytest.raises(TypeError, match="DomainEvent subclasses"):
         handles(dict)  # type: ignore[arg-type]
+
+
+def test_a_command_with_no_handler_is_an_error_at_startup(isolated_registry: None) -> None:
+    class ShipIt(Command):
+        event_type = "testapp.ShipIt"
+
+    messages = check_wiring()
+    assert ids(messages) == ["mediator.E005"]
+    assert "has 0 handlers (none); a command needs exactly one" in messages[0].msg
+
+
+@pytest.mark.filterwarnings("ignore:Task name .* is already registered")
+def test_a_command_with_two_handlers_is_an_error_at_startup(isolated_registry: None) -> None:
+    class ShipIt(Command):
+        event_type = "testapp.ShipIt"
+
+    @handles(ShipIt, name="testapp.handlers.ship_one")
+    def ship_one(command: ShipIt) -> None: ...
+
+    @handles(ShipIt, name="testapp.handlers.ship_two")
+    def ship_two(command: ShipIt) -> None: ...
+
+    messages = check_wiring()
+    assert ids(messages) == ["mediator.E005"]
+    assert "has 2 handlers (testapp.handlers.ship_one, testapp.handlers.ship_two)" in (
+        messages[0].msg
+    )
+
+
+def test_one_handler_for_a_command_and_events_is_refused(isolated_registry: None) -> None:
+    class ShipIt(Command):
+        event_type = "testapp.ShipIt"
+
+    class Shipped(DomainEvent):
+        event_type = "testapp.Shipped"
+
+    with pytest.raises(TypeError, match="handles exactly one Command class"):
+        handles(ShipIt, Shipped)
+
+
+def test_behaviours_without_the_transaction_are_an_error() -> None:
+    chain = ["mediator.behaviours.log", "mediator.behaviours.measure"]
+    with override_settings(MEDIATOR={"BEHAVIOURS": chain}):
+        messages = check_wiring()
+    assert ids(messages) == ["mediator.E007"]
+    assert "lacks 'mediator.behaviours.transaction'" in messages[0].msg
+
+
+def test_a_behaviour_that_cannot_be_imported_is_an_error() -> None:
+    chain = ["mediator.behaviours.nope", "mediator.behaviours.transaction"]
+    with override_settings(MEDIATOR={"BEHAVIOURS": chain}):
+        messages = check_wiring()
+    assert ids(messages) == ["mediator.E006"]
+    assert "MEDIATOR['BEHAVIOURS'] names 'mediator.behaviours.nope'" in messages[0].msg

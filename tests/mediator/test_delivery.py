@@ -97,7 +97,7 @@ def test_event_without_handlers_is_marked_not_left_pending() -> None:
     finally:
         from mediator import events
 
-        events._event_classes.remove(Unheard)
+        events._message_classes.remove(Unheard)
 
 
 def test_one_failing_handler_does_not_stop_the_other_and_is_poisoned_after_backoff(

@@ -42,7 +42,7 @@ def test_correlation_defaults_to_the_event_id() -> None:
 
 
 def test_publishing_something_else_than_an_event_is_refused() -> None:
-    with pytest.raises(ImproperEvent, match="takes a DomainEvent, not dict"):
+    with pytest.raises(ImproperEvent, match="Expected a DomainEvent or Command subclass, not dict"):
         Envelope.wrap({"order_id": 1}, correlation_id=None, causation_id=None)  # type: ignore[arg-type]
 
 

@@ -80,4 +80,7 @@ def test_every_log_line_of_a_handler_run_names_event_handler_attempt_and_correla
         assert f"event_id={event.event_id} " in line
         assert "event_type=ordering.OrderPlaced " in line
         assert "attempt=1 " in line
-        assert line.endswith("correlation_id=trace-me-42")
+        assert "correlation_id=trace-me-42 " in line
+        # The event was published by the PlaceDemoOrder command the view sent.
+        assert line.endswith(f"causation_id={event.causation_id}")
+        assert event.causation_id

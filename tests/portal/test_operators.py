@@ -37,7 +37,7 @@ def test_cancel_action_cancels_each_order_it_can_and_says_why_not_the_others(
     operator: Client, alice: User
 ) -> None:
     open_a, open_b, done = (place_order(owner=alice, items=[ITEM]) for _ in range(3))
-    cancel_order(order=done, by=alice)
+    cancel_order(order_id=done.pk, by=alice)
     shipped = place_order(owner=alice, items=[ITEM])
     Order.objects.filter(pk=shipped.pk).update(status=OrderStatus.SHIPPED)
     response = operator.post(

@@ -22,3 +22,11 @@ class Parked(DomainEvent):
     event_type = "testapp.Parked"
 
     n: int
+
+
+class DownstreamCalled(DomainEvent):
+    """Handled by a handler behind a circuit breaker, on its own queue."""
+
+    event_type = "testapp.DownstreamCalled"
+
+    key: str

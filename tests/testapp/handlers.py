@@ -15,7 +15,8 @@ from django.conf import settings
 from django.db import OperationalError, connection
 
 from mediator import Deferred, PermanentError, current_event_id, handles
-from tests.testapp.events import Parked, Pinged, Stalled
+from tests.testapp.commands import Probe
+from tests.testapp.events import DownstreamCalled, Parked, Pinged, Stalled
 from tests.testapp.models import Effect
 
 FLAKY = "tests.testapp.handlers.flaky_ping"
@@ -90,3 +91,36 @@ def stall(event: Stalled) -> None:
 @handles(Parked, queue="parked")
 def parked(event: Parked) -> None:
     Effect.objects.create(event_id=current_event_id(), handler="parked")
+
+
+@handles(Probe, max_retries=2, backoff=0.2, backoff_max=0.5)
+def probe(command: Probe) -> int:
+    """Writes an Effect; returns value * 2. mode=fail-twice: ConnectionError on
+    attempts 1 and 2 (counted in Redis); mode=refuse: PermanentError."""
+    Effect.objects.create(event_id=current_event_id(), handler="probe")
+    if command.mode == "fail-twice" and store().incr(f"attempts:{command.key}") <= 2:
+        raise ConnectionError("downstream unavailable")
+    if command.mode == "refuse":
+        raise PermanentError("refused")
+    return command.value * 2
+
+
+DOWNSTREAM = "tests.downstream"  # breaker name; thresholds in tests/settings.py
+
+
+@handles(
+    DownstreamCalled, breaker=DOWNSTREAM, queue="breaker", max_retries=3, backoff=0.1,
+    backoff_max=0.2, jitter=False,
+)  # fmt: skip
+def call_downstream(event: DownstreamCalled) -> None:
+    """Calls a fake downstream: down while Redis has "downstream:down". Each
+    call is logged as "start end pid ok|fail" in "downstream:calls"."""
+    r = store()
+    started = time.time()
+    down = bool(r.exists("downstream:down"))
+    time.sleep(0.3)  # a call takes a while: overlapping probes would show
+    r.rpush("downstream:calls", f"{started} {time.time()} {os.getpid()} {event.key} "
+            + ("fail" if down else "ok"))  # fmt: skip
+    if down:
+        raise ConnectionError("downstream is down")
+    Effect.objects.create(event_id=current_event_id(), handler="call_downstream")

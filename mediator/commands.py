@@ -1,0 +1,84 @@
+"""Commands: a request that exactly one handler carries out.
+
+`send(command)` runs the handler now, in this process and in the caller's
+transaction, and returns its result: the web, the admin and an API share one
+path to a change. `send_after_commit(command)` runs it later in a Celery task,
+through the outbox, with the retries, inbox and poisoning events get.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from mediator.context import current_causation_id, current_correlation_id, message_context
+from mediator.events import Message
+from mediator.exceptions import ImproperEvent, NoCommandHandler
+from mediator.registry import HandlerSpec, handlers_for
+
+
+class Command(Message):
+    """A request, in the imperative (`CancelOrder`). Declare it in the app that
+    owns the change (its `commands.py`); the handler lives in that app too."""
+
+    kind: ClassVar[str] = "command"
+
+
+def command_handler(command_type: type[Command]) -> HandlerSpec:
+    """The one handler of a command class (the system check makes it one)."""
+    specs = handlers_for(command_type.event_type)
+    if len(specs) != 1:
+        raise NoCommandHandler(
+            f"{command_type.__name__} needs exactly one @handles handler; it has "
+            f"{len(specs)}{': ' + ', '.join(s.name for s in specs) if specs else ''}."
+        )
+    return specs[0]
+
+
+def _check_command(command: Any, verb: str) -> None:
+    if not isinstance(command, Command) or type(command) is Command:
+        what = f"a {command.kind}" if isinstance(command, Message) else type(command).__name__
+        raise ImproperEvent(f"{verb}() takes a Command, not {what}.")
+
+
+def send(command: Command) -> Any:
+    """Run the command's handler now, through the behaviours, and return its result.
+
+    It runs inside the caller's transaction (in a savepoint): if the caller
+    rolls back, so does everything the handler did and every event it
+    published. Outside a transaction it gets one of its own. Exceptions reach
+    the caller unchanged; nothing is retried (use send_after_commit for that).
+    """
+    from mediator.pipeline import HandlerContext, run_pipeline
+
+    _check_command(command, "send")
+    spec = command_handler(type(command))
+    command_id = uuid.uuid4()
+    correlation_id = current_correlation_id() or str(command_id)
+    context = HandlerContext(
+        spec=spec,
+        message_id=command_id,
+        correlation_id=correlation_id,
+        causation_id=current_causation_id() or "",
+        attempt=1,
+        delivered=False,
+    )
+    with message_context(
+        correlation_id=correlation_id, causation_id=str(command_id), handling=command_id
+    ):
+        return run_pipeline(command, context)
+
+
+def send_after_commit(command: Command) -> uuid.UUID:
+    """Run the command's handler in a Celery task once this transaction commits.
+
+    The durable path of `publish`: an outbox row in the caller's transaction
+    (a rollback sends nothing), dispatched after commit or by the relay, run
+    once (inbox), retried with backoff, poisoned if it keeps failing. The
+    handler's return value is discarded. Returns the command's message id.
+    """
+    from mediator.publishing import write_to_outbox
+
+    _check_command(command, "send_after_commit")
+    command_handler(type(command))  # fail in the caller, not in a worker later
+    return write_to_outbox(command, "send_after_commit")
