@@ -61,7 +61,18 @@ def celery_worker(
 ) -> Iterator[Worker]:
     """One real `celery worker` (prefork, 2 processes) shared by the session."""
     with django_db_blocker.unblock():
-        worker = Worker(broker_url=redis_server.url, log_dir=worker_logs)
+        worker = Worker(
+            broker_url=redis_server.url,
+            log_dir=worker_logs,
+            # Traced, so the tracing test can follow a request into the worker
+            # (and every delivery test runs with tracing on in the worker).
+            env={
+                "OTEL_TRACES_EXPORTER": "tests.testapp.spans.JsonLinesExporter",
+                "OTEL_SERVICE_NAME": "test-worker",
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "SPAN_FILE": str(worker_logs / "spans.jsonl"),
+            },
+        )
     _session_worker.append(worker)
     try:
         yield worker.wait_ready()
