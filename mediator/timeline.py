@@ -53,6 +53,8 @@ class EventTimeline:
     correlation_id: str
     payload: dict[str, Any]
     handlers: list[HandlerState] = field(default_factory=list)
+    causation_id: str = ""  # the message (event or command) that caused this one
+    caused_by: str = ""  # that event's type, when it is an event in this timeline
 
     @property
     def settled(self) -> bool:
@@ -71,6 +73,7 @@ def timeline(rows: Iterable[OutboxMessage]) -> list[EventTimeline]:
     in_progress = {
         (p.event_id, p.handler): p for p in DeliveryProgress.objects.filter(event_id__in=event_ids)
     }
+    types = {str(row.event_id): row.event_type for row in rows}
     result = []
     for row in rows:
         if row.status == OutboxStatus.PENDING:
@@ -95,6 +98,8 @@ def timeline(rows: Iterable[OutboxMessage]) -> list[EventTimeline]:
                 correlation_id=row.correlation_id,
                 payload=row.payload,
                 handlers=states,
+                causation_id=row.causation_id,
+                caused_by=types.get(row.causation_id, ""),
             )
         )
     return result

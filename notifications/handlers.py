@@ -25,9 +25,11 @@ def send_cancellation_notice(event: OrderCancelled) -> None:
     )
 
 
-@handles(EmailQueued, atomic=False)
+@handles(EmailQueued, atomic=False, breaker="smtp")
 def send_email(event: EmailQueued) -> None:
     """The SMTP hand-over, as a delivery of its own: a server that does not
     answer or answers 4xx is retried with backoff, a 5xx refusal is poisoned at
-    once; both are visible and retryable in the admin."""
+    once; both are visible and retryable in the admin. Five failures in a row
+    open the "smtp" circuit breaker: the e-mails after them wait out its
+    cool-down instead of spending their retries on a server that is down."""
     send(event.email_id)

@@ -128,3 +128,24 @@ def test_order_page_shows_items_cancel_step_and_a_timeline_not_yet_settled(
     assert live["X-Live-Settled"] == "false"
     assert live["Cache-Control"] == "no-store"
     assert "Refresh" in live.content.decode()  # the no-JavaScript way to update
+
+
+@pytest.mark.django_db
+def test_the_timeline_names_each_events_correlation_and_cause(
+    client: Client, alice: User, order: Order
+) -> None:
+    from mediator.models import OutboxMessage
+
+    client.force_login(alice)
+    client.post(
+        reverse("orders:order-cancel", args=[order.pk]),
+        {"reason": "x"},
+        headers={"X-Correlation-ID": "cancel-trail-1"},
+    )
+    cancelled = OutboxMessage.objects.get(event_type="ordering.OrderCancelled")
+    page = client.get(reverse("orders:order-live", args=[order.pk])).content.decode()
+    assert (
+        f'data-event-id="{cancelled.event_id}" data-correlation-id="cancel-trail-1" '
+        f'data-causation-id="{cancelled.causation_id}"'
+    ) in page
+    assert cancelled.causation_id  # the CancelOrder command the page sent
