@@ -88,11 +88,7 @@ def run_delivery(
     request = task.request
     kwargs = dict(kwargs)
     poisoned_retry = bool(kwargs.pop("poisoned_retry", False))
-    # Deferrals (Deferred, an open breaker) are retries to Celery but spend no
-    # retry budget: count them apart and take them off.
-    deferrals = kwargs.pop("deferrals", 0)
-    deferrals = deferrals if isinstance(deferrals, int) and deferrals >= 0 else 0
-    retries = max(0, (request.retries or 0) - deferrals)
+    retries = request.retries or 0
     attempt = retries + 1
     message = args[0] if args else None
     try:
@@ -108,12 +104,6 @@ def run_delivery(
     except MessageError as exc:
         _poison(task, spec, message, exc, attempt)
         raise HandlerPoisoned(f"{type(exc).__name__}: {exc}") from exc
-
-    def retry_kwargs(deferred: bool) -> dict[str, Any]:
-        extra: dict[str, Any] = {"deferrals": deferrals + 1 if deferred else deferrals}
-        if poisoned_retry:
-            extra["poisoned_retry"] = True
-        return extra
 
     context = HandlerContext(
         spec=spec,
@@ -147,10 +137,10 @@ def run_delivery(
                     progress.record_retrying(
                         envelope.event_id, spec.name, attempt, exc.countdown, exc
                     )
-                    _retry(
-                        task, exc, countdown=exc.countdown, max_retries=sys.maxsize,
-                        kwargs=retry_kwargs(deferred=True),
-                    )  # fmt: skip
+                    # Not a retry: the re-sent task keeps this retry count, so
+                    # neither our budget nor Celery's worker-lost limit is spent.
+                    request.retries = retries - 1
+                    _retry(task, exc, countdown=exc.countdown, max_retries=sys.maxsize)
                 if spec.should_retry(exc) and retries < spec.max_retries:
                     countdown = spec.countdown(retries)
                     logger.warning(
@@ -160,11 +150,7 @@ def run_delivery(
                     )  # fmt: skip
                     metrics.RETRIES.labels(spec.name).inc()
                     progress.record_retrying(envelope.event_id, spec.name, attempt, countdown, exc)
-                    # Celery's own limit counts deferrals too: lift it by them.
-                    _retry(
-                        task, exc, countdown=countdown, max_retries=spec.max_retries + deferrals,
-                        kwargs=retry_kwargs(deferred=False),
-                    )  # fmt: skip
+                    _retry(task, exc, countdown=countdown)
                 _poison(task, spec, message, exc, attempt)
                 logger.error(
                     "%s poisoned on attempt %d: %s: %s", spec.name, attempt, type(exc).__name__, exc
