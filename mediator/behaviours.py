@@ -39,9 +39,10 @@ def log(message: Message, context: HandlerContext, call_next: CallNext) -> Any:
         try:
             result = call_next()
         except Exception as exc:
+            outcome = "deferred" if isinstance(exc, Deferred) else "failed"
             logger.info(
-                "%s %s %s: failed in %.1f ms (%s)", context.handler, message.event_type,
-                context.message_id, _ms(started), type(exc).__name__,
+                "%s %s %s: %s in %.1f ms (%s)", context.handler, message.event_type,
+                context.message_id, outcome, _ms(started), type(exc).__name__,
             )  # fmt: skip
             raise
         outcome = "duplicate, skipped" if context.duplicate else "done"
@@ -77,11 +78,14 @@ def measure(message: Message, context: HandlerContext, call_next: CallNext) -> A
     started = time.perf_counter()
     try:
         result = call_next()
+    except Deferred:
+        metrics.HANDLER_RUNS.labels(context.handler, "deferred").inc()
+        raise  # not run: no duration
     except Exception:
         metrics.HANDLER_RUNS.labels(context.handler, "failed").inc()
-        raise
-    finally:
         metrics.HANDLER_SECONDS.labels(context.handler).observe(time.perf_counter() - started)
+        raise
+    metrics.HANDLER_SECONDS.labels(context.handler).observe(time.perf_counter() - started)
     metrics.HANDLER_RUNS.labels(context.handler, "duplicate" if context.duplicate else "done").inc()
     return result
 
@@ -92,6 +96,8 @@ def circuit_breaker(message: Message, context: HandlerContext, call_next: CallNe
     name = context.spec.breaker
     if name is None:
         return call_next()
+    if context.delivered and inbox.is_done(context.message_id, context.handler):
+        return call_next()  # a redelivery the inbox will skip: no call, no waiting
     from mediator.breaker import Breaker
 
     breaker = Breaker(name)
@@ -104,7 +110,10 @@ def circuit_breaker(message: Message, context: HandlerContext, call_next: CallNe
         else:  # a bug or a refusal says nothing about the downstream's health
             breaker.release(ticket)
         raise
-    breaker.record_success(ticket)
+    if context.duplicate:  # raced with another delivery: the downstream was not called
+        breaker.release(ticket)
+    else:
+        breaker.record_success(ticket)
     return result
 
 

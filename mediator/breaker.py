@@ -6,25 +6,31 @@ Open: runs are deferred, not tried, until RESET_TIMEOUT has passed. Half-open:
 exactly one run, across all processes, goes through as a probe; its success
 closes the breaker, its failure opens it for another RESET_TIMEOUT. A probe
 that never reports (its worker died) frees the slot after PROBE_TIMEOUT.
+Outcomes of runs that started before the breaker opened change nothing.
 
 Each transition is one Lua script, so two workers cannot both take the probe,
 and time is Redis's clock, so workers with skewed clocks agree. (pybreaker's
 Redis storage was the first choice; in its half-open state every caller goes
 through, from every process at once, and it times the cool-down on each
 process's own clock.) If Redis cannot be reached the breaker lets runs
-through: the breaker must never be the reason work stops.
+through, and stops asking for a few seconds: the breaker must never be the
+reason work stops.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
+import uuid
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from mediator.conf import mediator_settings
 from mediator.exceptions import CircuitOpen
@@ -36,7 +42,8 @@ KEY_PREFIX = "mediator:breaker:"
 
 _NOW = "local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 
-# -> {decision, seconds to wait, failures so far}; decision: closed | probe | open
+# ARGV: reset timeout, probe timeout, a token for the probe
+# -> {decision, seconds to wait, failures so far}; decision: closed | probe | open | half_open
 _BEFORE_CALL = (
     _NOW
     + """
@@ -44,51 +51,75 @@ local h = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'probe_until', 'fai
 local state = h[1] or 'closed'
 local failures = h[4] or '0'
 if state == 'closed' then return {'closed', '0', failures} end
+local wait
 if state == 'open' then
-  local wait = tonumber(h[2] or '0') + tonumber(ARGV[1]) - now
-  if wait > 0 then return {'open', tostring(wait), failures} end
-  local probe_until = tostring(now + tonumber(ARGV[2]))
-  redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', probe_until)
-  return {'probe', '0', failures}
+  wait = tonumber(h[2] or '0') + tonumber(ARGV[1]) - now
+else
+  wait = tonumber(h[3] or '0') - now
 end
-local wait = tonumber(h[3] or '0') - now
-if wait > 0 then return {'open', tostring(wait), failures} end
-redis.call('HSET', KEYS[1], 'probe_until', tostring(now + tonumber(ARGV[2])))
+if wait > 0 then return {state, tostring(wait), failures} end
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe', ARGV[3],
+           'probe_until', tostring(now + tonumber(ARGV[2])))
 return {'probe', '0', failures}
 """
 )
 
-# ARGV: threshold -> {state before, state after}
+# Outcomes say {state before, state after}. Only the probe holding the slot
+# (ARGV token) moves a half-open breaker; an outcome of a call that started
+# before the breaker opened changes nothing once it is open.
+
+# ARGV: threshold, token
 _FAILURE = (
     _NOW
     + """
-local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-if state ~= 'closed' then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', tostring(now), 'probe_until', '0')
-  return {state, 'open'}
+local h = redis.call('HMGET', KEYS[1], 'state', 'probe')
+local state = h[1] or 'closed'
+local opens = false
+if state == 'closed' then
+  opens = redis.call('HINCRBY', KEYS[1], 'failures', 1) >= tonumber(ARGV[1])
+elseif state == 'half_open' then
+  opens = ARGV[2] ~= '' and h[2] == ARGV[2]
 end
-local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-if failures >= tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', tostring(now), 'probe_until', '0')
-  return {state, 'open'}
-end
-return {state, state}
+if not opens then return {state, state} end
+redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', tostring(now), 'probe_until', '0',
+           'probe', '')
+return {state, 'open'}
 """
 )
 
+# ARGV: token
 _SUCCESS = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'probe', 'failures')
+local state = h[1] or 'closed'
+if state == 'closed' then
+  if h[3] and h[3] ~= '0' then redis.call('HSET', KEYS[1], 'failures', '0') end
+  return {state, state}
+end
+if state == 'half_open' and ARGV[1] ~= '' and h[2] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', '0', 'probe_until', '0', 'probe', '')
+  return {state, 'closed'}
+end
+return {state, state}
+"""
+
+_CLOSE = """
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', '0', 'probe_until', '0')
+redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', '0', 'probe_until', '0', 'probe', '')
 return {state, 'closed'}
 """
 
-# A probe that ended in neither success nor a counted failure frees the slot.
+# ARGV: token. A probe that ended in neither success nor a counted failure
+# (a bug, a refusal, a duplicate) frees the slot for the next one.
 _RELEASE_PROBE = """
-if redis.call('HGET', KEYS[1], 'state') == 'half_open' then
-  redis.call('HSET', KEYS[1], 'probe_until', '0')
+local h = redis.call('HMGET', KEYS[1], 'state', 'probe')
+if h[1] == 'half_open' and ARGV[1] ~= '' and h[2] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'probe_until', '0', 'probe', '')
 end
 return 1
 """
+
+# After Redis failed, runs go through without asking it for this long.
+UNAVAILABLE_PAUSE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -100,11 +131,9 @@ class BreakerSettings:
 
 @dataclass(frozen=True)
 class Ticket:
-    """Permission for one run: whether it is the half-open probe, and how many
-    failures in a row the breaker had counted when it was given."""
+    """Permission for one run; `probe` is the half-open slot's token, or ""."""
 
-    probe: bool
-    failures_seen: int
+    probe: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +177,8 @@ def _script(source: str) -> Any:
 
 
 class Breaker:
+    unavailable_until = 0.0  # monotonic time; shared by every breaker in the process
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.key = KEY_PREFIX + name
@@ -155,39 +186,43 @@ class Breaker:
 
     def before_call(self) -> Ticket:
         """A ticket to run now, or CircuitOpen saying how long to wait."""
-        try:
-            decision, wait, failures = _script(_BEFORE_CALL)(
-                keys=[self.key], args=[self.settings.reset_timeout, self.settings.probe_timeout]
-            )
-        except redis.RedisError as exc:
-            logger.warning("breaker %s unavailable (%s): letting the run through", self.name, exc)
-            return Ticket(probe=False, failures_seen=0)
-        if decision == OPEN:
-            raise CircuitOpen(self.name, countdown=self._countdown(float(wait)))
+        token = uuid.uuid4().hex
+        result = self._run(
+            _BEFORE_CALL,
+            [self.settings.reset_timeout, self.settings.probe_timeout, token],
+        )
+        if result is None:
+            return Ticket()  # Redis unavailable: let the run through
+        decision, wait, _failures = result
+        if decision in (OPEN, HALF_OPEN):
+            raise CircuitOpen(self.name, countdown=self._countdown(decision, float(wait)))
         if decision == "probe":
             logger.warning("breaker %s half-open: this run is the probe", self.name)
-        return Ticket(probe=decision == "probe", failures_seen=int(failures))
+            return Ticket(probe=token)
+        return Ticket()
 
-    def _countdown(self, wait: float) -> float:
-        """Deferred tasks come back spread over a tenth of the wait, so they do
-        not arrive together; while a probe is out, they look again soon."""
-        wait = min(wait, max(1.0, self.settings.reset_timeout / 10)) if wait > 0 else 0.5
-        return wait + random.uniform(0, max(0.2, wait / 10))
+    def _countdown(self, decision: str, wait: float) -> float:
+        """Open: come back when the cool-down ends, spread over a tenth of it
+        so the deferred tasks do not all arrive at once. Half-open (a probe is
+        out): look again soon, as the probe usually ends in a moment."""
+        if decision == OPEN:
+            return wait + random.uniform(0, self.settings.reset_timeout / 10)
+        return min(wait, max(1.0, self.settings.reset_timeout / 10)) + random.uniform(0, 0.2)
 
     def record_success(self, ticket: Ticket) -> None:
-        if ticket.probe or ticket.failures_seen:
-            self._transition(_SUCCESS, [])
+        self._transition(_SUCCESS, [ticket.probe])
 
     def record_failure(self, ticket: Ticket) -> None:
-        self._transition(_FAILURE, [self.settings.failure_threshold])
+        self._transition(_FAILURE, [self.settings.failure_threshold, ticket.probe])
 
     def release(self, ticket: Ticket) -> None:
         if ticket.probe:
-            self._run(_RELEASE_PROBE, [])
+            self._run(_RELEASE_PROBE, [ticket.probe])
 
-    def close(self) -> None:
-        """Close by hand (the admin's button): the next runs go through."""
-        self._transition(_SUCCESS, [])
+    def close(self) -> bool:
+        """Close by hand (the admin's button): the next runs go through.
+        False if Redis could not be reached."""
+        return self._transition(_CLOSE, [], force=True)
 
     def state(self) -> BreakerState:
         h: dict[str, str] = _client().hgetall(self.key)  # type: ignore[assignment]
@@ -209,21 +244,40 @@ class Breaker:
             settings=self.settings,
         )
 
-    def _transition(self, source: str, args: list[Any]) -> None:
-        result = self._run(source, args)
-        if result and result[0] != result[1]:
+    def _transition(self, source: str, args: list[Any], *, force: bool = False) -> bool:
+        result = self._run(source, args, force=force)
+        if result is None:
+            return False
+        if result[0] != result[1]:
             level = logging.WARNING if result[1] == OPEN else logging.INFO
             logger.log(level, "breaker %s: %s -> %s", self.name, result[0], result[1])
             from mediator import metrics
 
             metrics.breaker_transition(self.name, result[1])
+        return True
 
-    def _run(self, source: str, args: list[Any]) -> Any:
+    def _run(self, source: str, args: list[Any], *, force: bool = False) -> Any:
+        """Run a script; None if Redis is unavailable (then, for a few seconds,
+        do not even try: each try could cost a connect timeout)."""
+        if not force and time.monotonic() < Breaker.unavailable_until:
+            return None
         try:
             return _script(source)(keys=[self.key], args=args)
-        except redis.RedisError as exc:
-            logger.warning("breaker %s could not record the outcome: %s", self.name, exc)
+        except (redis.RedisError, ValueError) as exc:  # ValueError: not a Redis URL
+            Breaker.unavailable_until = time.monotonic() + UNAVAILABLE_PAUSE_SECONDS
+            logger.warning(
+                "breaker %s: Redis unavailable (%s); runs go through unchecked for %.0f s",
+                self.name, exc, UNAVAILABLE_PAUSE_SECONDS,
+            )  # fmt: skip
             return None
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("MEDIATOR", "REDIS_URL"):
+        _client.cache_clear()
+        _registered.clear()
+        Breaker.unavailable_until = 0.0
 
 
 def _redis_now() -> float:

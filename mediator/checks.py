@@ -101,6 +101,17 @@ def _check_behaviours() -> list[CheckMessage]:
                 id="mediator.E007",
             )
         ]
+    if paths[-1] != TRANSACTION_BEHAVIOUR:
+        return [
+            Error(
+                f"{TRANSACTION_BEHAVIOUR!r} is not the last of MEDIATOR['BEHAVIOURS']: "
+                f"{', '.join(repr(p) for p in paths[paths.index(TRANSACTION_BEHAVIOUR) + 1 :])} "
+                "would run inside the handler's transaction, again on every redelivery the "
+                "inbox skips, and a failure of theirs would roll back the inbox record.",
+                hint="Move it to the end of the list.",
+                id="mediator.E007",
+            )
+        ]
     return []
 
 

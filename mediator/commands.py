@@ -11,7 +11,12 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
-from mediator.context import current_causation_id, current_correlation_id, message_context
+from mediator.context import (
+    command_id_for_send,
+    current_causation_id,
+    current_correlation_id,
+    message_context,
+)
 from mediator.events import Message
 from mediator.exceptions import ImproperEvent, NoCommandHandler
 from mediator.registry import HandlerSpec, handlers_for
@@ -36,8 +41,14 @@ def command_handler(command_type: type[Command]) -> HandlerSpec:
 
 
 def _check_command(command: Any, verb: str) -> None:
-    if not isinstance(command, Command) or type(command) is Command:
-        what = f"a {command.kind}" if isinstance(command, Message) else type(command).__name__
+    if type(command) is Command:
+        raise ImproperEvent(f"{verb}() takes an instance of a Command subclass, not of Command.")
+    if not isinstance(command, Command):
+        what = (
+            f"an {command.kind} ({type(command).__name__})"
+            if isinstance(command, Message)
+            else type(command).__name__
+        )
         raise ImproperEvent(f"{verb}() takes a Command, not {what}.")
 
 
@@ -53,7 +64,7 @@ def send(command: Command) -> Any:
 
     _check_command(command, "send")
     spec = command_handler(type(command))
-    command_id = uuid.uuid4()
+    command_id = command_id_for_send()
     correlation_id = current_correlation_id() or str(command_id)
     context = HandlerContext(
         spec=spec,

@@ -7,6 +7,7 @@ and names the event that caused it.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from contextvars import ContextVar
 _correlation_id: ContextVar[str | None] = ContextVar("mediator_correlation_id", default=None)
 _causation_id: ContextVar[str | None] = ContextVar("mediator_causation_id", default=None)
 _handling: ContextVar[uuid.UUID | None] = ContextVar("mediator_handling", default=None)
+_sent: ContextVar[Iterator[int] | None] = ContextVar("mediator_sent", default=None)
 
 
 def current_correlation_id() -> str | None:
@@ -34,6 +36,17 @@ def current_event_id() -> uuid.UUID:
     return event_id
 
 
+def command_id_for_send() -> uuid.UUID:
+    """The id of a command about to be sent in-process: random, except inside
+    a running handler, where its n-th send() gets the same id on every retry
+    (a uuid5 of the message being handled), so that current_event_id() in the
+    command's handler stays an idempotency key."""
+    parent, counter = _handling.get(), _sent.get()
+    if parent is None or counter is None:
+        return uuid.uuid4()
+    return uuid.uuid5(parent, f"send#{next(counter)}")
+
+
 @contextmanager
 def message_context(
     *, correlation_id: str | None, causation_id: str | None, handling: uuid.UUID | None = None
@@ -43,9 +56,11 @@ def message_context(
         _causation_id.set(causation_id),
         _handling.set(handling),
     )
+    sent = _sent.set(itertools.count() if handling is not None else None)
     try:
         yield
     finally:
+        _sent.reset(sent)
         _handling.reset(tokens[2])
         _causation_id.reset(tokens[1])
         _correlation_id.reset(tokens[0])

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 HANDLER_RUNS = Counter(
     "mediator_handler_runs",
-    "Handler runs by outcome: done, duplicate (skipped by the inbox), failed.",
+    "Handler runs by outcome: done, duplicate (skipped by the inbox), failed, deferred.",
     ["handler", "outcome"],
 )
 HANDLER_SECONDS = Histogram(

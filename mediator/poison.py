@@ -48,13 +48,17 @@ def record(
         handler, values["event_type"], event_id, attempts, values["exception"],
     )  # fmt: skip
     if event_id is None:
-        return PoisonedTask.objects.create(handler=handler, first_failed_at=now, **values)
-    row, _ = PoisonedTask.objects.update_or_create(
-        event_id=event_id,
-        handler=handler,
-        defaults=values,
-        create_defaults={**values, "first_failed_at": now},
-    )
+        row = PoisonedTask.objects.create(handler=handler, first_failed_at=now, **values)
+    else:
+        row, _ = PoisonedTask.objects.update_or_create(
+            event_id=event_id,
+            handler=handler,
+            defaults=values,
+            create_defaults={**values, "first_failed_at": now},
+        )
+    from mediator import metrics
+
+    metrics.POISONED.labels(handler).inc()
     return row
 
 

@@ -162,7 +162,6 @@ def run_delivery(
 
 
 def _poison(task: Task, spec: HandlerSpec, message: Any, exc: BaseException, attempt: int) -> None:
-    metrics.POISONED.labels(spec.name).inc()
     try:
         poison.record(
             handler=spec.name,
@@ -212,7 +211,6 @@ def _poison_lost_or_timed_out(
     if spec is None or sender is None or isinstance(exception, HandlerPoisoned | Retry):
         return
     retries = getattr(sender.request, "retries", 0) or 0
-    metrics.POISONED.labels(spec.name).inc()
     poison.record_in_background(
         only_if_not_done=True,
         handler=spec.name,

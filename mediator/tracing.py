@@ -70,10 +70,22 @@ def setup() -> bool:
         if name.strip():
             provider.add_span_processor(BatchSpanProcessor(_exporter(name.strip())))
     trace.set_tracer_provider(provider)
+    _flush_when_pool_process_exits(provider)
     DjangoInstrumentor().instrument()
     CeleryInstrumentor().instrument()
     logger.info("OpenTelemetry tracing on: exporters %s", os.environ["OTEL_TRACES_EXPORTER"])
     return True
+
+
+def _flush_when_pool_process_exits(provider: Any) -> None:
+    """Celery's pool processes end with os._exit, so atexit never runs the
+    provider's shutdown: spans still in the batch would be lost."""
+    from celery.signals import worker_process_shutdown
+
+    def flush(**_: Any) -> None:
+        provider.shutdown()
+
+    worker_process_shutdown.connect(flush, weak=False)
 
 
 def current_traceparent() -> str:

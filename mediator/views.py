@@ -37,9 +37,10 @@ def close_breaker(request: HttpRequest, name: str) -> HttpResponse:
         return HttpResponse("You may not close breakers.", status=403)
     if name not in breaker.breaker_names():
         messages.error(request, f"There is no circuit breaker named {name!r}.")
-    else:
-        breaker.Breaker(name).close()
+    elif breaker.Breaker(name).close():
         messages.success(
             request, f"Circuit breaker {name!r} is closed: its handlers' tasks run again."
         )
+    else:
+        messages.error(request, f"Could not reach Redis to close circuit breaker {name!r}.")
     return HttpResponseRedirect(reverse("mediator-dashboard"))

@@ -63,6 +63,6 @@ MEDIATOR = {
     ],
     "BREAKERS": {
         "default": {"FAILURE_THRESHOLD": 5, "RESET_TIMEOUT": 30.0},
-        "tests.downstream": {"FAILURE_THRESHOLD": 3, "RESET_TIMEOUT": 5.0, "PROBE_TIMEOUT": 10.0},
+        "tests.downstream": {"FAILURE_THRESHOLD": 3, "RESET_TIMEOUT": 8.0, "PROBE_TIMEOUT": 10.0},
     },
 }

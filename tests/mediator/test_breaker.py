@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -10,13 +12,15 @@ from functools import partial
 
 import pytest
 import redis
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from mediator import publish
-from mediator.breaker import KEY_PREFIX, Breaker
+from mediator.breaker import KEY_PREFIX, Breaker, Ticket
+from mediator.exceptions import CircuitOpen
 from mediator.models import PoisonedTask
 from tests.mediator.helpers import chain, effects, handled, redis_list, store
 from tests.support import Worker, wait_for
@@ -76,7 +80,7 @@ def test_breaker_opens_defers_without_spending_retries_probes_once_and_closes(
     keys = ["first"] + [f"later-{n}" for n in range(4)]
     wait_for(
         lambda: all("outer:error:CircuitOpen" in chain(key) for key in keys),
-        timeout=4, message="every task to be deferred while the breaker is open",
+        timeout=6, message="every task to be deferred while the breaker is open",
     )  # fmt: skip
     assert len(calls(downstream)) == 3
     assert breaker.state().state == "open"
@@ -88,19 +92,22 @@ def test_breaker_opens_defers_without_spending_retries_probes_once_and_closes(
     made = calls(downstream)
     probe = made[3]
     assert probe.ok
-    assert probe.start - made[2].end >= 4.5  # no call during the 5 s cool-down
+    assert probe.start - made[2].end >= 7.5  # no call during the 8 s cool-down
     # The probe went alone: no other call started before it ended, in any process.
     assert all(call.start >= probe.end for call in made[4:])
     assert [c.key for c in made].count("first") == 4
     assert sorted(c.key for c in made[3:]) == sorted(keys)  # each once, all successful
     assert all(call.ok for call in made[3:])
 
-    # "first" failed 3 times (max_retries=3 allows 4 attempts) and was deferred
-    # more often than that, yet it succeeded on its 4th attempt: deferrals
-    # spent no retries.
-    deferrals = chain("first").count("outer:error:CircuitOpen")
-    assert deferrals >= 2
-    assert any(step.startswith("outer:before:4:") for step in chain("first"))
+    # "first" failed 3 times (max_retries=3: its 4th attempt is its last), was
+    # deferred, and its run after the deferral was still attempt 4: a deferral
+    # spends no retry (else that run would be attempt 5, past its budget).
+    steps = chain("first")
+    assert steps.count("outer:error:CircuitOpen") >= 1
+    runs = [step.split(":")[2] for step in steps if step.startswith("outer:before:")]
+    assert runs[:3] == ["1", "2", "3"]
+    assert set(runs[3:]) == {"4"}
+    assert steps[-1] == "outer:after"
     assert not PoisonedTask.objects.filter(handler=HANDLER).exists()
     for event_id in [first, *others]:
         assert effects(event_id, "call_downstream") == 1
@@ -153,3 +160,117 @@ def test_closing_a_breaker_needs_staff_with_change_permission(
     client.force_login(viewer)
     assert client.post(close).status_code == 403
     assert breaker.state().state == "open"
+
+
+@pytest.fixture
+def quick_breaker(downstream: redis.Redis) -> Iterator[Breaker]:
+    """The tests' downstream breaker with a short cool-down and probe timeout."""
+    quick = {"FAILURE_THRESHOLD": 3, "RESET_TIMEOUT": 0.3, "PROBE_TIMEOUT": 0.6}
+    with override_settings(MEDIATOR={**settings.MEDIATOR, "BREAKERS": {DOWNSTREAM: quick}}):
+        yield Breaker(DOWNSTREAM)
+
+
+def open_it(breaker: Breaker) -> None:
+    for _ in range(breaker.settings.failure_threshold):
+        breaker.record_failure(breaker.before_call())
+    assert breaker.state().state == "open"
+
+
+def take_probe(breaker: Breaker) -> Ticket:
+    def probe() -> Ticket | None:
+        try:
+            ticket = breaker.before_call()
+        except CircuitOpen:
+            return None
+        assert ticket.probe, "a call went through half-open without being the probe"
+        return ticket
+
+    return wait_for(probe, timeout=5, message="the probe slot")
+
+
+def test_only_the_probe_moves_a_half_open_breaker(quick_breaker: Breaker) -> None:
+    breaker = quick_breaker
+    before_opening = breaker.before_call()  # a call started while it was closed
+    open_it(breaker)
+    opened_at = breaker.state().opened_at
+    breaker.record_failure(before_opening)  # its late failure does not extend the cool-down
+    breaker.record_success(before_opening)  # nor does its late success close it
+    assert (breaker.state().state, breaker.state().opened_at) == ("open", opened_at)
+
+    probe = take_probe(breaker)
+    assert breaker.state().state == "half_open"
+    with pytest.raises(CircuitOpen):
+        breaker.before_call()  # one probe at a time
+    breaker.record_failure(before_opening)
+    assert breaker.state().state == "half_open"
+    breaker.record_success(probe)
+    assert (breaker.state().state, breaker.state().failures) == ("closed", 0)
+
+
+def test_a_probe_that_never_reports_frees_the_slot_after_the_probe_timeout(
+    quick_breaker: Breaker,
+) -> None:
+    breaker = quick_breaker
+    open_it(breaker)
+    lost = take_probe(breaker)  # its worker dies: no outcome ever comes
+    started = time.monotonic()
+    second = take_probe(breaker)
+    assert time.monotonic() - started >= 0.4  # held for about PROBE_TIMEOUT (0.6 s)
+    assert second.probe != lost.probe
+    breaker.record_success(lost)  # the lost probe's late report is ignored
+    assert breaker.state().state == "half_open"
+    breaker.record_failure(second)
+    assert breaker.state().state == "open"
+
+
+def test_failures_must_be_in_a_row_to_open_it(quick_breaker: Breaker) -> None:
+    breaker = quick_breaker
+    early = breaker.before_call()
+    for _ in range(2):
+        breaker.record_failure(breaker.before_call())
+    breaker.record_success(early)  # a success, even of a call that started earlier, resets
+    breaker.record_failure(breaker.before_call())
+    assert (breaker.state().state, breaker.state().failures) == ("closed", 1)
+
+
+def test_without_redis_the_breaker_lets_runs_through_and_stops_asking(
+    downstream: redis.Redis,
+) -> None:
+    unused = socket.socket()
+    unused.bind(("127.0.0.1", 0))  # a port nobody listens on
+    url = f"redis://127.0.0.1:{unused.getsockname()[1]}/0"
+    try:
+        with override_settings(MEDIATOR={**settings.MEDIATOR, "BREAKER_REDIS_URL": url}):
+            breaker = Breaker(DOWNSTREAM)
+            assert breaker.before_call() == Ticket()
+            started = time.monotonic()
+            for _ in range(100):
+                assert breaker.before_call() == Ticket()
+            assert time.monotonic() - started < 0.5  # not a connect attempt each
+            assert breaker.close() is False
+    finally:
+        unused.close()
+    assert Breaker(DOWNSTREAM).before_call() == Ticket()  # back on the real Redis
+
+
+@pytest.mark.django_db
+def test_a_redelivery_the_inbox_skips_is_neither_deferred_nor_a_probe(
+    quick_breaker: Breaker,
+) -> None:
+    from mediator import inbox
+    from mediator.pipeline import HandlerContext, run_pipeline
+    from mediator.registry import get_handler
+
+    spec = get_handler(HANDLER)
+    assert spec is not None
+    context = HandlerContext(
+        spec=spec, message_id=uuid.uuid4(), correlation_id="c", causation_id="",
+        attempt=2, delivered=True,
+    )  # fmt: skip
+    with transaction.atomic():
+        inbox.claim(context.message_id, HANDLER)  # it was done before the worker died
+    open_it(quick_breaker)
+    assert run_pipeline(DownstreamCalled(key="again"), context) is None
+    assert context.duplicate
+    assert calls(store()) == []  # the downstream was not called
+    assert quick_breaker.state().state == "open"  # and the breaker did not move

@@ -132,3 +132,13 @@ def test_a_behaviour_that_cannot_be_imported_is_an_error() -> None:
         messages = check_wiring()
     assert ids(messages) == ["mediator.E006"]
     assert "MEDIATOR['BEHAVIOURS'] names 'mediator.behaviours.nope'" in messages[0].msg
+
+
+def test_a_behaviour_inside_the_transaction_is_an_error() -> None:
+    chain = ["mediator.behaviours.transaction", "mediator.behaviours.log"]
+    with override_settings(MEDIATOR={"BEHAVIOURS": chain}):
+        messages = check_wiring()
+    assert ids(messages) == ["mediator.E007"]
+    assert "is not the last of MEDIATOR['BEHAVIOURS']: 'mediator.behaviours.log'" in (
+        messages[0].msg
+    )

@@ -96,7 +96,7 @@ def test_send_validates_a_message_built_without_validation() -> None:
 
 @pytest.mark.django_db
 def test_send_refuses_what_is_not_a_command() -> None:
-    with pytest.raises(ImproperEvent, match=r"send\(\) takes a Command, not a event"):
+    with pytest.raises(ImproperEvent, match=r"send\(\) takes a Command, not an event \(Pinged\)"):
         send(Pinged(key="k"))  # type: ignore[arg-type]
     with pytest.raises(ImproperEvent, match=r"send\(\) takes a Command, not dict"):
         send({"key": "k"})  # type: ignore[arg-type]
@@ -161,7 +161,7 @@ def test_behaviours_wrap_a_task_in_the_configured_order_and_a_failing_one_is_ret
     key = new_key()
     with transaction.atomic():
         message_id = send_after_commit(Probe(key=key, mode="behaviour-fails-once"))
-    wait_for(lambda: handled(message_id, PROBE), message="the retried command to be done")
+    wait_for(lambda: chain(key)[-1:] == ["outer:after"], message="the retried command's chain")
     steps = [step.rsplit(":", 1)[0] if "before" in step else step for step in chain(key)]
     # Attempt 1: the inner behaviour raised, as a handler would; attempt 2 ran through.
     assert steps == [
@@ -184,3 +184,29 @@ def test_a_bug_in_a_behaviour_is_poisoned_like_a_bug_in_the_handler(
     assert row.attempts == 1
     assert row.exception == "ValueError: a bug in a behaviour"
     assert handled(message_id, PROBE) is None
+
+
+@pytest.mark.django_db
+def test_a_command_sent_inside_a_handler_keeps_its_id_across_retries() -> None:
+    from mediator.context import current_event_id, message_context
+    from tests.testapp.models import Effect
+
+    handled_id = uuid.uuid4()
+
+    def run_handler_once() -> list[uuid.UUID]:
+        with message_context(correlation_id="c", causation_id="", handling=handled_id):
+            send(Probe(key=new_key()))
+            send(Probe(key=new_key()))
+        return list(
+            Effect.objects.filter(handler="probe")
+            .order_by("-pk")
+            .values_list("event_id", flat=True)
+        )[:2][::-1]
+
+    first_try, retry = run_handler_once(), run_handler_once()
+    assert first_try == retry  # the same ids: an idempotency key for the command's handler
+    assert first_try[0] != first_try[1]
+    assert handled_id not in first_try
+    with pytest.raises(LookupError):
+        current_event_id()  # and outside any handler, there is none
+    assert send(Probe(key=new_key(), value=1)) == 2  # outside a handler: a fresh random id
