@@ -164,13 +164,3 @@ def _at_least_once(context: HandlerContext, call_next: CallNext) -> Any:
     with db_transaction.atomic():
         inbox.claim(context.message_id, context.handler)
     return result
-
-
-DEFAULT = [
-    "mediator.behaviours.log",
-    "mediator.behaviours.trace",
-    "mediator.behaviours.measure",
-    "mediator.behaviours.circuit_breaker",
-    "mediator.behaviours.validate",
-    "mediator.behaviours.transaction",
-]
