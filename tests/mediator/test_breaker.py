@@ -124,9 +124,7 @@ def test_open_breaker_shows_in_readyz_and_dashboard_and_an_operator_closes_it(
     client: Client, downstream: redis.Redis
 ) -> None:
     breaker = Breaker(DOWNSTREAM)
-    for _ in range(3):
-        breaker.record_failure(breaker.before_call())
-    assert breaker.state().state == "open"
+    open_it(breaker)
 
     assert client.get("/readyz").json()["breakers"][DOWNSTREAM] == "open"
 
@@ -152,8 +150,7 @@ def test_closing_a_breaker_needs_staff_with_change_permission(
     client: Client, downstream: redis.Redis
 ) -> None:
     breaker = Breaker(DOWNSTREAM)
-    for _ in range(3):
-        breaker.record_failure(breaker.before_call())
+    open_it(breaker)
     close = reverse("mediator-close-breaker", args=[DOWNSTREAM])
     assert client.post(close).status_code == 302  # to the admin login
     viewer = User.objects.create_user("viewer", "v@example.com", "pw", is_staff=True)
