@@ -225,3 +225,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- The demo shop's fake payment provider (ordering/payment_provider.py) ---
+# It keeps its ledger in Redis, outside our database, as a real provider would.
+# DECLINE_RATE: share of charges declined (besides the "declined" test card);
+# ERROR_RATE: share of calls that time out before reaching it (retried).
+PAYMENT_PROVIDER = {
+    "REDIS_URL": env_str("PAYMENT_PROVIDER_REDIS_URL"),  # empty: REDIS_URL
+    "DECLINE_RATE": env_float("PAYMENT_DECLINE_RATE", 0.0),
+    "ERROR_RATE": env_float("PAYMENT_ERROR_RATE", 0.0),
+}

@@ -9,6 +9,7 @@ from mediator.exceptions import CircuitOpen, Deferred, PermanentError, Retryable
 from mediator.pipeline import CallNext, HandlerContext
 from mediator.publishing import publish
 from mediator.registry import handles
+from mediator.sagas import Saga, Step, start_saga
 
 __all__ = [
     "CallNext",
@@ -19,9 +20,12 @@ __all__ = [
     "HandlerContext",
     "PermanentError",
     "RetryableError",
+    "Saga",
+    "Step",
     "current_event_id",
     "handles",
     "publish",
     "send",
     "send_after_commit",
+    "start_saga",
 ]

@@ -10,7 +10,14 @@ from django.utils.html import format_html, format_html_join
 from mediator import poison
 from mediator.conf import mediator_settings
 from mediator.exceptions import MediatorError
-from mediator.models import InboxRecord, OutboxMessage, PoisonedTask, PoisonStatus
+from mediator.models import (
+    InboxRecord,
+    OutboxMessage,
+    PoisonedTask,
+    PoisonStatus,
+    SagaRun,
+    SagaStep,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -154,3 +161,68 @@ class PoisonedTaskAdmin(admin.ModelAdmin):
             poison.discard(row)
             count += 1
         self.message_user(request, f"Discarded {count} task(s).", messages.SUCCESS)
+
+
+class SagaStepInline(admin.TabularInline):
+    """The run's timeline: one line per step, action and compensation."""
+
+    model = SagaStep
+    extra = 0
+    can_delete = False
+    fields = [
+        "index", "name", "state", "attempts", "started_at", "finished_at", "error", "output",
+        "compensation", "compensation_attempts", "compensation_started_at", "compensated_at",
+        "compensation_error",
+    ]  # fmt: skip
+    readonly_fields = fields  # type: ignore[assignment]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SagaRun)
+class SagaRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "saga", "state", "step", "created_at", "finished_at", "short_error"]
+    list_filter = ["saga", "state"]
+    search_fields = ["=id", "=correlation_id"]
+    date_hierarchy = "created_at"
+    fields = [
+        "id", "saga", "state", "step", "failed_step", "error", "stuck_task", "data_pretty",
+        "correlation_id", "created_at", "updated_at", "finished_at",
+    ]  # fmt: skip
+    readonly_fields = fields  # type: ignore[assignment]
+    inlines = [SagaStepInline]
+
+    @admin.display(description="step")
+    def step(self, obj: SagaRun) -> str:
+        step = obj.steps.filter(index=obj.current_step).first()
+        return f"{obj.current_step + 1}. {step.name}" if step else "-"
+
+    @admin.display(description="error")
+    def short_error(self, obj: SagaRun) -> str:
+        return obj.error[:100]
+
+    @admin.display(description="data")
+    def data_pretty(self, obj: SagaRun) -> str:
+        return pretty_json(obj.data)
+
+    @admin.display(description="poisoned compensation")
+    def stuck_task(self, obj: SagaRun) -> str:
+        """The poisoned task to retry once the cause is fixed."""
+        rows = PoisonedTask.objects.filter(
+            payload__payload__run_id=str(obj.pk), status=PoisonStatus.POISONED
+        )
+        return (
+            format_html_join(
+                " · ",
+                '<a href="{}">{}</a>',
+                (
+                    (reverse("admin:mediator_poisonedtask_change", args=[r.pk]), r.handler)
+                    for r in rows
+                ),
+            )
+            or "-"
+        )

@@ -8,8 +8,10 @@ class MediatorConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from mediator import checks, tasks, tracing  # noqa: F401  (checks, signal receivers)
+        # checks and receivers of signals
+        from mediator import checks, saga_runner, tasks, tracing  # noqa: F401
 
-        # Every installed app's handlers.py, so @handles runs in web and worker alike.
-        autodiscover_modules("handlers")
+        # Every installed app's handlers.py and sagas.py, so @handles and the
+        # sagas' step tasks are registered in web and worker alike.
+        autodiscover_modules("handlers", "sagas")
         tracing.setup()

@@ -43,7 +43,7 @@ class Message(pydantic.BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if cls.__module__ == __name__ or cls.__module__ == "mediator.commands":
+        if cls.__module__ in (__name__, "mediator.commands", "mediator.sagas"):
             return  # the base classes themselves
         if "event_type" not in cls.__dict__:
             cls.event_type = f"{cls.__module__.split('.')[0]}.{cls.__name__}"

@@ -70,3 +70,11 @@ class CircuitOpen(Deferred):
             countdown=countdown,
         )
         self.breaker = breaker
+
+
+class SagaError(MediatorError):
+    """A saga declared or started wrongly (mediator.sagas)."""
+
+
+class StepOutputError(PermanentError):
+    """A saga step's handler returned something other than a small JSON dict."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -65,6 +66,18 @@ def behaviours() -> tuple[Behaviour, ...]:
     return tuple(chain)
 
 
+_current: ContextVar[HandlerContext | None] = ContextVar("mediator_handler_context", default=None)
+
+
+def current_handler_context() -> HandlerContext:
+    """The context of the handler run in progress (for code that needs its
+    attempt or its spec, such as the saga step runner)."""
+    context = _current.get()
+    if context is None:
+        raise LookupError("current_handler_context() is only available inside a handler run.")
+    return context
+
+
 def run_pipeline(message: Message, context: HandlerContext) -> Any:
     chain = behaviours()
     handler = context.spec.func
@@ -74,7 +87,11 @@ def run_pipeline(message: Message, context: HandlerContext) -> Any:
             return handler(message)
         return chain[index](message, context, lambda: step(index + 1))
 
-    return step(0)
+    token = _current.set(context)
+    try:
+        return step(0)
+    finally:
+        _current.reset(token)
 
 
 @receiver(setting_changed)

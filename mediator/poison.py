@@ -57,8 +57,14 @@ def record(
             create_defaults={**values, "first_failed_at": now},
         )
     from mediator import metrics
+    from mediator.signals import delivery_poisoned
 
     metrics.POISONED.labels(handler).inc()
+    for _, response in delivery_poisoned.send_robust(
+        sender=PoisonedTask, handler=handler, message=message, error=values["exception"]
+    ):
+        if isinstance(response, Exception):
+            logger.error("a delivery_poisoned receiver failed: %r", response)
     return row
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from mediator.models import (
     PoisonedTask,
     PoisonStatus,
     ProgressState,
+    SagaRun,
 )
 from mediator.reconcile import overdue_deliveries
 from mediator.registry import all_handlers
@@ -28,7 +30,13 @@ __all__ = [
     "outbox_lag_seconds",
     "overdue_deliveries",
     "pending_count",
+    "saga_run",
 ]
+
+
+def saga_run(run_id: uuid.UUID) -> SagaRun | None:
+    """A run with its steps, in order (run.steps.all() reads no more rows)."""
+    return SagaRun.objects.prefetch_related("steps").filter(pk=run_id).first()
 
 
 def pending_count() -> int:

@@ -1,16 +1,30 @@
+from typing import Any
+
 from mediator import handles
+from notifications.commands import SendOrderConfirmation
 from notifications.events import EmailQueued
+from notifications.models import SentEmail
 from notifications.services import queue_once, send
 from ordering.events import OrderCancelled, OrderPlaced
 
 
 @handles(OrderPlaced)
 def send_order_confirmation(event: OrderPlaced) -> None:
-    queue_once(
+    confirm_order(event)
+
+
+@handles(SendOrderConfirmation)
+def send_paid_order_confirmation(command: SendOrderConfirmation) -> dict[str, Any]:
+    email = confirm_order(command)
+    return {"email_id": email.pk if email else None}
+
+
+def confirm_order(message: OrderPlaced | SendOrderConfirmation) -> SentEmail | None:
+    return queue_once(
         kind="order_confirmation",
-        recipient=event.customer_email,
-        subject=f"Your order #{event.order_id} is confirmed",
-        body=f"Thank you for your order #{event.order_id} (total {event.total}).",
+        recipient=message.customer_email,
+        subject=f"Your order #{message.order_id} is confirmed",
+        body=f"Thank you for your order #{message.order_id} (total {message.total}).",
     )
 
 

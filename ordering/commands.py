@@ -32,3 +32,49 @@ class CancelOrder(Command):
     by_user_id: int
     # Longer reasons are cut, as the order keeps only this much.
     reason: Annotated[str, AfterValidator(lambda text: text[:REASON_LENGTH])] = ""
+
+
+class CheckOutDemoOrder(Command):
+    """Buy one line from the demo catalogue with a test card (a paid order,
+    through the checkout saga). The handler returns the Order."""
+
+    event_type = "ordering.CheckOutDemoOrder"
+
+    owner_id: int
+    sku: str = Field(max_length=64)
+    quantity: int
+    payment_token: str = Field(max_length=64)
+    ship_to: str = Field(max_length=8)
+
+
+# The checkout saga's steps in this app (ordering.sagas). Their fields are
+# filled from the saga's data and the outputs of the steps before them.
+
+
+class ReserveStock(Command):
+    event_type = "ordering.ReserveStock"
+
+    order_id: int
+
+
+class ReleaseStock(Command):
+    event_type = "ordering.ReleaseStock"
+
+    order_id: int
+
+
+class ChargePayment(Command):
+    """Returns {"charge_id": ...}."""
+
+    event_type = "ordering.ChargePayment"
+
+    order_id: int
+    saga_run_id: str  # the idempotency key's base: the same on every retry
+    payment_token: str
+
+
+class RefundPayment(Command):
+    event_type = "ordering.RefundPayment"
+
+    order_id: int
+    saga_run_id: str

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mediator.models import SagaRun
+from mediator.selectors import saga_run
 from mediator.timeline import EventTimeline, events_about
 from notifications.models import SentEmail
 from notifications.selectors import emails_for_events
@@ -18,13 +20,19 @@ class OrderPage:
     shipment: Shipment | None
     emails: list[SentEmail]
     events: list[EventTimeline]
+    checkout: SagaRun | None = None  # a paid order's checkout saga run
 
     @property
     def settled(self) -> bool:
         """Nothing left to happen on its own: every handler done or poisoned,
-        every e-mail sent. The page stops refreshing itself then."""
+        the checkout completed, undone or stuck, every e-mail sent. The page
+        stops refreshing itself then."""
+        if self.checkout is not None:
+            started = self.checkout.finished or self.checkout.state == "stuck"
+        else:
+            started = bool(self.events)
         return (
-            bool(self.events)
+            started
             and all(event.settled for event in self.events)
             and all(email.sent_at for email in self.emails)
         )
@@ -32,9 +40,16 @@ class OrderPage:
 
 def order_page(order: Order) -> OrderPage:
     events = events_about("order_id", order.pk)
+    emails = list(emails_for_events(event.event_id for event in events))
+    checkout = saga_run(order.checkout_run_id) if order.checkout_run_id else None
+    if checkout is not None:
+        outputs = [step.output or {} for step in checkout.steps.all()]
+        ids = [output["email_id"] for output in outputs if output.get("email_id")]
+        emails += SentEmail.objects.filter(pk__in=ids)
     return OrderPage(
         order=order,
         shipment=shipment_for_order(order.pk),
-        emails=list(emails_for_events(event.event_id for event in events)),
+        emails=emails,
         events=events,
+        checkout=checkout,
     )

@@ -11,11 +11,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from mediator import send
 from ordering.catalogue import DEMO_CATALOGUE
-from ordering.commands import CancelOrder, PlaceDemoOrder
+from ordering.commands import CancelOrder, CheckOutDemoOrder, PlaceDemoOrder
 from ordering.models import Order
+from ordering.payment_provider import TEST_TOKENS
 from ordering.selectors import orders_of
 from ordering.services import OrderError
 from portal.pages import order_page
+from shipping.services import SHIPS_TO
 
 
 class AuthenticatedRequest(HttpRequest):
@@ -32,7 +34,14 @@ def _own_order(request: AuthenticatedRequest, order_id: int) -> Order:
 def order_list(request: AuthenticatedRequest) -> HttpResponse:
     page = Paginator(orders_of(request.user), 10).get_page(request.GET.get("page"))
     return render(
-        request, "portal/order_list.html", {"page": page, "catalogue": DEMO_CATALOGUE.values()}
+        request,
+        "portal/order_list.html",
+        {
+            "page": page,
+            "catalogue": DEMO_CATALOGUE.values(),
+            "cards": TEST_TOKENS.items(),
+            "countries": [*SHIPS_TO.items(), ("US", "United States (we do not ship there)")],
+        },
     )
 
 
@@ -40,13 +49,11 @@ def order_list(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 def place_demo_order(request: AuthenticatedRequest) -> HttpResponse:
     try:
-        quantity = int(request.POST.get("quantity", "1"))
-    except ValueError:
-        quantity = 0
-    try:
         order = send(
             PlaceDemoOrder(
-                owner_id=request.user.pk, sku=request.POST.get("sku", "")[:64], quantity=quantity
+                owner_id=request.user.pk,
+                sku=request.POST.get("sku", "")[:64],
+                quantity=_quantity(request),
             )
         )
     except OrderError as refusal:
@@ -54,6 +61,35 @@ def place_demo_order(request: AuthenticatedRequest) -> HttpResponse:
         return redirect("orders:order-list")
     messages.success(request, f"Order #{order.pk} is placed.")
     return redirect("orders:order-detail", order_id=order.pk)
+
+
+@login_required
+@require_POST
+def check_out(request: AuthenticatedRequest) -> HttpResponse:
+    """A paid order: the checkout saga reserves, charges, books and confirms,
+    or undoes what it did; the order page shows each step as it happens."""
+    try:
+        order = send(
+            CheckOutDemoOrder(
+                owner_id=request.user.pk,
+                sku=request.POST.get("sku", "")[:64],
+                quantity=_quantity(request),
+                payment_token=request.POST.get("payment_token", "")[:64],
+                ship_to=request.POST.get("ship_to", "")[:8],
+            )
+        )
+    except OrderError as refusal:
+        messages.error(request, str(refusal))
+        return redirect("orders:order-list")
+    messages.success(request, f"Order #{order.pk} is being checked out.")
+    return redirect("orders:order-detail", order_id=order.pk)
+
+
+def _quantity(request: HttpRequest) -> int:
+    try:
+        return int(request.POST.get("quantity", "1"))
+    except ValueError:
+        return 0
 
 
 @login_required

@@ -2,6 +2,8 @@ from django.utils import timezone
 
 from mediator import PermanentError, handles
 from ordering.events import OrderCancelled, OrderPlaced
+from shipping import services
+from shipping.commands import BookShipment, CancelShipmentBooking
 from shipping.models import Shipment, ShipmentStatus
 
 
@@ -31,3 +33,14 @@ def cancel_shipment(event: OrderCancelled) -> None:
         shipment.status = ShipmentStatus.CANCELLED
         shipment.cancelled_at = timezone.now()
         shipment.save(update_fields=["status", "cancelled_at", "updated_at"])
+
+
+@handles(BookShipment)
+def book_shipment(command: BookShipment) -> dict[str, int]:
+    shipment = services.book_shipment(order_id=command.order_id, ship_to=command.ship_to)
+    return {"shipment_id": shipment.pk}
+
+
+@handles(CancelShipmentBooking)
+def cancel_shipment_booking(command: CancelShipmentBooking) -> None:
+    services.cancel_booking(order_id=command.order_id)

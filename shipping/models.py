@@ -12,6 +12,7 @@ class Shipment(models.Model):
     orders from their events and never reads the ordering app's tables."""
 
     order_id = models.PositiveBigIntegerField(unique=True)
+    ship_to = models.CharField(max_length=2, blank=True, help_text="Country code, when booked.")
     status = models.CharField(
         max_length=16, choices=ShipmentStatus.choices, default=ShipmentStatus.PENDING, db_index=True
     )

@@ -132,6 +132,12 @@ def settle_deliveries(request: pytest.FixtureRequest) -> Iterator[None]:
                     or PoisonedTask.objects.filter(event_id=row.event_id, handler=handler).exists()
                 ):
                     waiting.append(f"{handler} of {row.event_type} {row.event_id}")
+        from mediator.models import RunState, SagaRun
+
+        waiting += [
+            f"saga run {run.pk} ({run.state})"
+            for run in SagaRun.objects.filter(state__in=[RunState.RUNNING, RunState.COMPENSATING])
+        ]
         return waiting
 
     left: list[str] = []

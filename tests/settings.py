@@ -59,6 +59,7 @@ MEDIATOR = {
         "mediator.behaviours.circuit_breaker",
         "mediator.behaviours.validate",
         "tests.testapp.behaviours.inner",
+        "tests.testapp.behaviours.faults",
         "mediator.behaviours.transaction",
     ],
     "BREAKERS": {

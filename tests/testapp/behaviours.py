@@ -3,7 +3,7 @@ handler, so tests see the order of the chain from outside the worker."""
 
 from typing import Any
 
-from mediator import CallNext, HandlerContext
+from mediator import CallNext, HandlerContext, PermanentError
 from mediator.events import Message
 
 WATCHED = ("testapp.Probe", "testapp.DownstreamCalled")
@@ -44,3 +44,39 @@ def inner(message: Message, context: HandlerContext, call_next: CallNext) -> Any
     if mode == "behaviour-bug":
         raise ValueError("a bug in a behaviour")
     return _record("inner", message, context, call_next)
+
+
+def faults(message: Message, context: HandlerContext, call_next: CallNext) -> Any:
+    """Faults a test plants for one handler's runs on orders, in Redis, so
+    they reach the handler in a real worker: `fault:<handler>` is
+    - "refuse": raise a PermanentError before the handler runs;
+    - "flaky:N": let the handler run, then raise ConnectionError, N times
+      (its transaction rolls back, so nothing of it stays);
+    - "stall": on the first run only, after the handler ran and before its
+      transaction commits, record the process id in `<key>:pid` and wait
+      (up to 60 s) for `<key>:go`: the window in which a test kills it.
+    """
+    order_id = getattr(message, "order_id", None)
+    if order_id is None:
+        return call_next()
+    from tests.testapp.handlers import store
+
+    key = f"fault:{context.handler}"
+    fault = store().get(key)
+    if fault is None:
+        return call_next()
+    fault = fault.decode()
+    if fault == "refuse":
+        raise PermanentError(f"injected: {context.handler} refuses order {order_id}")
+    result = call_next()
+    if fault.startswith("flaky:") and store().incr(f"{key}:runs") <= int(fault[6:]):
+        raise ConnectionError(f"injected: {context.handler} lost its connection")
+    if fault == "stall" and store().set(f"{key}:stalled", 1, nx=True):
+        import os
+        import time
+
+        store().set(f"{key}:pid", os.getpid())
+        deadline = time.monotonic() + 60
+        while not store().exists(f"{key}:go") and time.monotonic() < deadline:
+            time.sleep(0.05)  # waiting to be killed: the test's SIGKILL ends it
+    return result

@@ -6,7 +6,9 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from ordering.catalogue import DEMO_CATALOGUE
 from ordering.models import Order
-from ordering.services import place_order
+from ordering.services import place_order, restock
+
+DEMO_STOCK = 100  # units of each product the seeder keeps on the shelf
 
 
 class Command(BaseCommand):
@@ -37,6 +39,8 @@ class Command(BaseCommand):
         products = list(DEMO_CATALOGUE.values())
         for n in range(existing, orders):
             place_order(owner=customer, items=[products[n % len(products)]])
+        for product in products:
+            restock(sku=product.sku, at_least=DEMO_STOCK)
         created = max(0, orders - existing)
         self.stdout.write(f"Demo customer: {customer.username} / {customer_password}")
         self.stdout.write(f"Demo operator (staff): {operator.username} / {staff_password}")

@@ -1,0 +1,335 @@
+"""The checkout saga end to end: real Redis, real `celery worker` processes,
+the test database (SQLite or PostgreSQL) shared with them."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from mediator import poison
+from mediator.models import (
+    InboxRecord,
+    PoisonedTask,
+    PoisonStatus,
+    RunState,
+    SagaRun,
+    SagaStep,
+    StepState,
+)
+from notifications.models import SentEmail
+from ordering import payment_provider
+from ordering.models import Order, OrderStatus, Payment, PaymentStatus, StockItem
+from ordering.sagas import Checkout
+from ordering.services import check_out_demo, payment_key
+from shipping.models import Shipment, ShipmentStatus
+from tests.support import Worker, wait_for
+from tests.testapp.handlers import store
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STEPS = ["reserve_stock", "charge_payment", "book_shipment", "send_order_confirmation"]
+# The command handler each step sends its command to.
+HANDLERS = {
+    "reserve_stock": "ordering.handlers.reserve_stock",
+    "charge_payment": "ordering.handlers.charge_payment",
+    "book_shipment": "shipping.handlers.book_shipment",
+    "send_order_confirmation": "notifications.handlers.send_paid_order_confirmation",
+}
+UNDO = {
+    "reserve_stock": "ordering.handlers.release_stock",
+    "charge_payment": "ordering.handlers.refund_payment",
+    "book_shipment": "shipping.handlers.cancel_shipment_booking",
+}
+STOCK = 50
+
+
+@pytest.fixture
+def shop() -> User:
+    StockItem.objects.create(sku="MUG-01", on_hand=STOCK)
+    StockItem.objects.create(sku="PEN-03", on_hand=STOCK)
+    return User.objects.create_user("carol", "carol@example.com", "pw")
+
+
+@pytest.fixture(autouse=True)
+def clean_faults() -> Iterator[None]:
+    yield
+    keys = store().keys("fault:*")
+    if keys:
+        store().delete(*keys)
+    payment_provider.configure_sandbox(decline_rate=None, error_rate=None)
+
+
+def plant(handler: str, fault: str) -> str:
+    """Before the order is placed: its first step may run at once."""
+    key = f"fault:{handler}"
+    store().set(key, fault)
+    return key
+
+
+def buy(customer: User, **options: Any) -> Order:
+    options = {"sku": "MUG-01", "quantity": 1, "payment_token": "tok_visa", "ship_to": "GB"} | options
+    return check_out_demo(owner=customer, **options)
+
+
+def ended(order: Order, *states: str, timeout: float = 60) -> SagaRun:
+    states = states or (RunState.COMPLETED, RunState.COMPENSATED)
+
+    def run() -> SagaRun | None:
+        found = SagaRun.objects.get(pk=order.checkout_run_id)
+        return found if found.state in states else None
+
+    return wait_for(run, timeout=timeout, interval=0.1, message=f"the checkout to be {states}")
+
+
+def steps(run: SagaRun) -> dict[str, SagaStep]:
+    return {step.name: step for step in run.steps.order_by("index")}
+
+
+def on_hand(sku: str = "MUG-01") -> int:
+    return StockItem.objects.get(sku=sku).on_hand
+
+
+def charge(run: SagaRun) -> payment_provider.Charge | None:
+    return payment_provider.charge_for(payment_key(str(run.pk)))
+
+
+def runs_of(handler: str) -> int:
+    """Runs of a step task that did its work (each writes one inbox record)."""
+    return InboxRecord.objects.filter(handler=handler).count()
+
+
+def test_a_paid_order_runs_every_step_once_in_order(celery_worker: Worker, shop: User) -> None:
+    order = buy(shop, quantity=2)
+    assert order.status == OrderStatus.PENDING
+    run = ended(order)
+
+    assert run.state == RunState.COMPLETED
+    by_name = steps(run)
+    assert list(by_name) == STEPS
+    assert all(s.state == StepState.DONE and s.attempts == 1 for s in by_name.values())
+    finished = [s.finished_at for s in by_name.values()]
+    assert finished == sorted(finished)
+    assert by_name["charge_payment"].output == {"charge_id": charge(run).id}  # type: ignore[union-attr]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PLACED
+    assert on_hand() == STOCK - 2
+    payment = Payment.objects.get(order=order)
+    assert (payment.amount, payment.status) == (Decimal("25.00"), PaymentStatus.CAPTURED)
+    assert charge(run) == payment_provider.Charge(payment.charge_id, Decimal("25.00"), "captured")
+    shipment = Shipment.objects.get(order_id=order.pk)
+    assert (shipment.status, shipment.ship_to) == (ShipmentStatus.PENDING, "GB")
+    assert by_name["book_shipment"].output == {"shipment_id": shipment.pk}
+    email = SentEmail.objects.get(subject=f"Your order #{order.pk} is confirmed")
+    assert by_name["send_order_confirmation"].output == {"email_id": email.pk}
+    assert "total 25.00" in email.body
+
+
+@pytest.mark.parametrize("failing", STEPS)
+def test_a_failing_step_undoes_exactly_the_steps_before_it_newest_first(
+    celery_worker: Worker, shop: User, failing: str
+) -> None:
+    # The first three fail as they would for real (no stock, a declined
+    # card, a country we do not ship to); the confirmation is made to.
+    options = {
+        "charge_payment": {"payment_token": payment_provider.DECLINED_TOKEN},
+        "book_shipment": {"ship_to": "US"},
+    }.get(failing, {})
+    if failing == "reserve_stock":
+        StockItem.objects.filter(sku="MUG-01").update(on_hand=0)
+    if failing == "send_order_confirmation":
+        plant(HANDLERS[failing], "refuse")
+    order = buy(shop, **options)
+    run = ended(order)
+
+    assert run.state == RunState.COMPENSATED
+    failed_at = STEPS.index(failing)
+    by_name = steps(run)
+    completed = STEPS[:failed_at]
+    undoable = [name for name in completed if name in UNDO]
+    assert by_name[failing].state == StepState.FAILED
+    assert by_name[failing].attempts == 1  # a refusal is not retried
+    assert [s for s in STEPS[failed_at + 1 :] if by_name[s].state != StepState.PENDING] == []
+    assert [n for n in STEPS if by_name[n].state == StepState.COMPENSATED] == undoable
+    # Newest first, once each.
+    undone = sorted(undoable, key=lambda name: by_name[name].compensated_at)  # type: ignore[arg-type, return-value]
+    assert undone == undoable[::-1]
+    assert all(by_name[name].compensation_attempts == 1 for name in undoable)
+    for name in undoable:
+        assert runs_of(Checkout.task_name(STEPS.index(name), "compensation")) == 1
+
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FAILED
+    assert on_hand() == (0 if failing == "reserve_stock" else STOCK)
+    provider = charge(run)
+    if failed_at <= 1:
+        assert not Payment.objects.filter(order=order).exists()
+        assert provider is None or provider.status == "declined"
+    else:
+        assert (provider.status, provider.refunds) == ("refunded", 1)  # type: ignore[union-attr]
+        assert Payment.objects.get(order=order).status == PaymentStatus.REFUNDED
+    if failed_at == 3:
+        assert Shipment.objects.get(order_id=order.pk).status == ShipmentStatus.CANCELLED
+    else:
+        assert not Shipment.objects.filter(order_id=order.pk).exists()
+    expected = {
+        "reserve_stock": "Enamel mug is out of stock (1 wanted).",
+        "charge_payment": "Your card was declined",
+        "book_shipment": "We do not ship to 'US'",
+        "send_order_confirmation": "injected: notifications.handlers.send_paid_order_confirmation",
+    }[failing]
+    assert order.checkout_error.startswith(expected)
+    assert run.error.startswith(f"{failing} failed: ")
+
+
+def test_a_compensation_that_fails_twice_is_retried_and_then_applied_once(
+    celery_worker: Worker, shop: User
+) -> None:
+    plant(UNDO["charge_payment"], "flaky:2")
+    order = buy(shop, ship_to="US")
+    run = ended(order)
+
+    assert run.state == RunState.COMPENSATED
+    payment_step = steps(run)["charge_payment"]
+    assert payment_step.state == StepState.COMPENSATED
+    assert payment_step.compensation_attempts == 3
+    assert "ConnectionError: injected" in payment_step.compensation_error
+    assert (charge(run).status, charge(run).refunds) == ("refunded", 1)  # type: ignore[union-attr]
+    assert on_hand() == STOCK
+    assert not PoisonedTask.objects.filter(payload__payload__run_id=str(run.pk)).exists()
+
+
+def test_a_compensation_that_never_succeeds_is_poisoned_and_the_run_says_stuck(
+    celery_worker: Worker, shop: User, admin_client: Client
+) -> None:
+    key = plant(UNDO["reserve_stock"], "refuse")
+    order = buy(shop, payment_token=payment_provider.DECLINED_TOKEN)
+    run = ended(order, RunState.STUCK)
+
+    task = Checkout.task_name(0, "compensation")
+    poisoned = PoisonedTask.objects.get(handler=task, status=PoisonStatus.POISONED)
+    assert "injected: ordering.handlers.release_stock refuses" in poisoned.exception
+    assert steps(run)["reserve_stock"].state == StepState.COMPENSATING
+    assert on_hand() == STOCK - 1  # not released: that is what is stuck
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING
+
+    # Visible: the runs list filtered by state, the run's page, its timeline.
+    listing = admin_client.get(reverse("admin:mediator_sagarun_changelist"), {"state": "stuck"})
+    assert str(run.pk) in listing.content.decode()
+    page = admin_client.get(reverse("admin:mediator_sagarun_change", args=[run.pk])).content.decode()
+    assert "Compensation stuck" in page
+    assert reverse("admin:mediator_poisonedtask_change", args=[poisoned.pk]) in page
+    assert "injected: ordering.handlers.release_stock refuses" in page
+
+    # The cause is fixed; the operator retries the poisoned task: the run goes on.
+    store().delete(key)
+    poison.retry(poisoned)
+    run = ended(order, RunState.COMPENSATED)
+    assert on_hand() == STOCK
+    poisoned.refresh_from_db()
+    assert poisoned.status == PoisonStatus.RESOLVED
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("handler", "options"),
+    [
+        (HANDLERS["reserve_stock"], {}),
+        (HANDLERS["charge_payment"], {}),
+        (HANDLERS["book_shipment"], {}),
+        (HANDLERS["send_order_confirmation"], {}),
+        (UNDO["charge_payment"], {"ship_to": "US"}),
+    ],
+    ids=["reserve", "charge", "book", "confirm", "refund"],
+)
+def test_a_worker_killed_during_a_step_leaves_a_run_that_still_ends_right(
+    celery_worker: Worker, shop: User, handler: str, options: dict[str, str]
+) -> None:
+    # The handler has done its work (the provider has charged, say) and its
+    # transaction is still open when its process is SIGKILLed.
+    key = plant(handler, "stall")
+    order = buy(shop, **options)
+    pid = int(wait_for(lambda: store().get(f"{key}:pid"), message="the step to stall"))
+    assert pid in celery_worker.pool_pids()
+    os.kill(pid, signal.SIGKILL)
+    store().set(f"{key}:go", 1)
+    run = ended(order)
+
+    provider = charge(run)
+    if "ship_to" in options:
+        assert run.state == RunState.COMPENSATED
+        assert steps(run)["charge_payment"].compensation_attempts == 2
+        assert (provider.status, provider.refunds) == ("refunded", 1)  # type: ignore[union-attr]
+        assert on_hand() == STOCK
+        return
+    assert run.state == RunState.COMPLETED
+    killed = next(s for s in STEPS if HANDLERS[s] == handler)
+    assert {n: s.attempts for n, s in steps(run).items()} == {
+        n: 2 if n == killed else 1 for n in STEPS
+    }
+    # Every effect once: the stock, the charge, the shipment, the e-mail.
+    assert on_hand() == STOCK - 1
+    assert (provider.status, provider.refunds) == ("captured", 0)  # type: ignore[union-attr]
+    assert Payment.objects.filter(order=order).count() == 1
+    assert Shipment.objects.filter(order_id=order.pk).count() == 1
+    assert SentEmail.objects.filter(subject__contains=f"#{order.pk} is confirmed").count() == 1
+
+
+def test_200_concurrent_checkouts_with_30_percent_declines_balance_to_the_cent(
+    start_worker: Any, celery_worker: Worker, shop: User
+) -> None:
+    start_worker(concurrency=2)  # two more processes next to the session worker's two
+    payment_provider.configure_sandbox(decline_rate=0.3, error_rate=0.1)
+    StockItem.objects.filter(sku="MUG-01").update(on_hand=1000)
+    StockItem.objects.filter(sku="PEN-03").update(on_hand=1000)
+    chooser = random.Random(8)
+    orders = [
+        buy(shop, sku=chooser.choice(["MUG-01", "PEN-03"]), quantity=chooser.randint(1, 3))
+        for _ in range(200)
+    ]
+
+    def all_ended() -> bool:
+        return not SagaRun.objects.filter(
+            state__in=[RunState.RUNNING, RunState.COMPENSATING]
+        ).exists()
+
+    wait_for(all_ended, timeout=240, interval=0.5, message="200 checkouts to end")
+    runs = {run.pk: run for run in SagaRun.objects.all()}
+    states = [runs[o.checkout_run_id].state for o in orders]
+    assert set(states) <= {RunState.COMPLETED, RunState.COMPENSATED}
+    completed = [o for o, s in zip(orders, states, strict=True) if s == RunState.COMPLETED]
+    undone = [o for o, s in zip(orders, states, strict=True) if s == RunState.COMPENSATED]
+    assert 20 <= len(undone) <= 100, len(undone)  # about 60 of 200 at 30 %
+
+    # The shelf: what left it is exactly what completed orders hold.
+    for sku in ("MUG-01", "PEN-03"):
+        sold = sum(i.quantity for o in completed for i in o.items.all() if i.sku == sku)
+        assert on_hand(sku) == 1000 - sold
+    # The provider's ledger and ours, to the cent.
+    ledger = payment_provider.ledger()
+    kept = Decimal("0.00")
+    for order in completed + undone:
+        entry = ledger.get(payment_key(str(order.checkout_run_id)))
+        if entry is not None and entry.status == "captured":
+            kept += entry.amount
+        if order in completed:
+            assert entry is not None and entry.status == "captured" and entry.amount == order.total
+        else:
+            assert entry is None or entry.status in ("declined", "refunded")
+            assert entry is None or entry.refunds <= 1
+    assert kept == sum((o.total for o in completed), Decimal("0.00"))
+    captured = Payment.objects.filter(order__in=completed + undone, status=PaymentStatus.CAPTURED)
+    assert sorted(p.order_id for p in captured) == sorted(o.pk for o in completed)
+    assert sum(p.amount for p in captured) == kept
+    assert Order.objects.filter(status=OrderStatus.PLACED).count() == len(completed)
+    assert Order.objects.filter(status=OrderStatus.FAILED).count() == len(undone)
