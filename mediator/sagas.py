@@ -136,10 +136,11 @@ def _register(saga: type[Saga]) -> None:
 
     if not saga.steps:
         raise SagaError(f"Saga {saga.__name__} declares no steps.")
-    names = [step.step_name for step in saga.steps]
-    for step, name in zip(saga.steps, names, strict=True):
+    for step in saga.steps:
         if not isinstance(step, Step):
             raise SagaError(f"{saga.__name__}.steps holds {step!r}; list Step(...) objects.")
+    names = [step.step_name for step in saga.steps]
+    for step, name in zip(saga.steps, names, strict=True):
         if not _NAME.match(name):
             raise SagaError(f"Step name {name!r} of {saga.__name__} must be snake_case.")
         for target in (step.action, step.compensate):

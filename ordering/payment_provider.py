@@ -95,12 +95,14 @@ def _setting(name: str) -> Any:
 
 
 def rate(name: str) -> float:
-    """"decline_rate" or "error_rate": the sandbox's, else the setting's."""
+    """ "decline_rate" or "error_rate": the sandbox's, else the setting's."""
     value = _client().hget(SANDBOX, name)
     return float(value) if value is not None else float(_setting(name.upper()))
 
 
-def configure_sandbox(*, decline_rate: float | None = None, error_rate: float | None = None) -> None:
+def configure_sandbox(
+    *, decline_rate: float | None = None, error_rate: float | None = None
+) -> None:
     """Set (a number) or clear (None) the sandbox's rates."""
     for name, value in (("decline_rate", decline_rate), ("error_rate", error_rate)):
         if value is None:

@@ -35,9 +35,10 @@ def test_customer_places_watches_and_cancels_an_order_without_reloading(
     User.objects.create_user("alice", "alice@example.com", "alice-pw-123")
     log_in(page, live_server.url, "alice", "alice-pw-123")
 
-    page.get_by_label("Product").select_option("PEN-03")
-    page.get_by_label("Quantity").fill("2")
-    page.get_by_role("button", name="Place order").click()
+    quick = page.locator("#quick-order")
+    quick.get_by_label("Product").select_option("PEN-03")
+    quick.get_by_label("Quantity").fill("2")
+    quick.get_by_role("button", name="Place order").click()
     order = Order.objects.get(owner__username="alice")
     expect(page).to_have_url(f"{live_server.url}/orders/{order.pk}/")
     expect(page.get_by_role("status")).to_contain_text(f"Order #{order.pk} is placed.")
@@ -151,3 +152,60 @@ def test_without_javascript_the_order_page_offers_a_refresh_and_cancelling_still
     wait_for(settled_after_refresh, timeout=SETTLE / 1000, interval=0.5, message="a settled page")
     expect(page.locator("#shipment-status")).to_have_text("Cancelled")
     context.close()
+
+
+def test_a_paid_order_shows_its_checkout_steps_live_and_visibly_undoes_them(
+    celery_worker: Worker, live_server, page: Page, problems: PageProblems, tmp_path: Path
+) -> None:
+    from ordering.models import StockItem
+
+    StockItem.objects.create(sku="MUG-01", on_hand=5)
+    User.objects.create_user("alice", "alice@example.com", "alice-pw-123")
+    log_in(page, live_server.url, "alice", "alice-pw-123")
+
+    # A card that works: every step done, the page says so without a reload.
+    buy = page.locator("#checkout")
+    buy.get_by_label("Product").select_option("MUG-01")
+    buy.get_by_role("button", name="Buy").click()
+    order = Order.objects.get(owner__username="alice")
+    expect(page.get_by_role("status")).to_contain_text(f"Order #{order.pk} is being checked out.")
+    expect(page.locator("#checkout-state")).to_have_attribute(
+        "data-state", "completed", timeout=SETTLE
+    )
+    expect(page.locator('#checkout-steps .step[data-state="done"]')).to_have_count(4)
+    expect(page.locator("#order-status")).to_have_text("Placed")
+    expect(page.locator("#emails")).to_contain_text(
+        f"Your order #{order.pk} is confirmed", timeout=SETTLE
+    )
+
+    # A country we do not ship to: the booking fails, the payment is refunded
+    # and the stock released, newest first; the page shows each step's fate.
+    page.goto(f"{live_server.url}/orders/")
+    buy = page.locator("#checkout")
+    buy.get_by_label("Ship to").select_option("US")
+    buy.get_by_role("button", name="Buy").click()
+    second = Order.objects.filter(owner__username="alice").exclude(pk=order.pk).get()
+    expect(page).to_have_url(f"{live_server.url}/orders/{second.pk}/")
+    state = page.locator("#checkout-state")
+    expect(state).to_have_attribute("data-state", "compensated", timeout=SETTLE)
+    expect(state).to_contain_text("Undone: nothing was charged or kept for this order.")
+    steps = page.locator("#checkout-steps .step")
+    expect(steps).to_have_count(4)
+    for name, shown in [
+        ("reserve_stock", "compensated"),
+        ("charge_payment", "compensated"),
+        ("book_shipment", "failed"),
+        ("send_order_confirmation", "pending"),
+    ]:
+        expect(page.locator(f'#checkout-steps .step[data-step="{name}"]')).to_have_attribute(
+            "data-state", shown
+        )
+    expect(page.locator('.step[data-step="book_shipment"]')).to_contain_text(
+        "We do not ship to 'US'"
+    )
+    expect(page.locator("#order-status")).to_have_text("Checkout failed")
+    expect(page.locator("#checkout-error")).to_contain_text("We do not ship to 'US'")
+    expect(page.locator("#live")).to_have_attribute("data-settled", "true", timeout=SETTLE)
+    save_screenshot(page, tmp_path, "checkout-page.png")
+    assert StockItem.objects.get(sku="MUG-01").on_hand == 4
+    assert problems.seen == []

@@ -19,6 +19,22 @@ def test_text_map_lists_each_event_with_its_handlers() -> None:
     assert "testapp.Parked\n  -> tests.testapp.handlers.parked" in text
 
 
+def test_a_saga_is_drawn_as_its_steps_and_what_each_sends_and_undoes() -> None:
+    assert (
+        "saga ordering.Checkout\n"
+        "  1. reserve_stock: ordering.ReserveStock (undo: ordering.ReleaseStock)\n"
+        "  2. charge_payment: ordering.ChargePayment (undo: ordering.RefundPayment)\n"
+        "  3. book_shipment: shipping.BookShipment (undo: shipping.CancelShipmentBooking)\n"
+        "  4. send_order_confirmation: notifications.SendOrderConfirmation"
+    ) in graph()
+    mermaid = graph("--mermaid")
+    assert "saga.ordering.Checkout.reserve_stock" not in mermaid  # its plumbing is not drawn
+    assert (
+        "saga_ordering_Checkout_reserve_stock --> saga_ordering_Checkout_charge_payment" in mermaid
+    )
+    assert "saga_ordering_Checkout_charge_payment -. undo .-> ordering_RefundPayment" in mermaid
+
+
 def test_mermaid_map_is_a_flowchart() -> None:
     mermaid = graph("--mermaid")
     assert mermaid.startswith("flowchart LR\n")

@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,10 +17,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from mediator import poison
+from mediator.dispatch import BrokerDownPause
 from mediator.models import (
     InboxRecord,
+    OutboxMessage,
+    OutboxStatus,
     PoisonedTask,
     PoisonStatus,
     RunState,
@@ -25,6 +32,7 @@ from mediator.models import (
     SagaStep,
     StepState,
 )
+from mediator.reconcile import reconcile_pass
 from notifications.models import SentEmail
 from ordering import payment_provider
 from ordering.models import Order, OrderStatus, Payment, PaymentStatus, StockItem
@@ -76,15 +84,26 @@ def plant(handler: str, fault: str) -> str:
 
 
 def buy(customer: User, **options: Any) -> Order:
-    options = {"sku": "MUG-01", "quantity": 1, "payment_token": "tok_visa", "ship_to": "GB"} | options
-    return check_out_demo(owner=customer, **options)
+    chosen: dict[str, Any] = {"sku": "MUG-01", "quantity": 1, "payment_token": "tok_visa"}
+    chosen |= {"ship_to": "GB"} | options
+    return check_out_demo(owner=customer, **chosen)
+
+
+def when(moment: datetime | None) -> datetime:
+    assert moment is not None
+    return moment
+
+
+def run_id(order: Order) -> uuid.UUID:
+    assert order.checkout_run_id is not None
+    return order.checkout_run_id
 
 
 def ended(order: Order, *states: str, timeout: float = 60) -> SagaRun:
     states = states or (RunState.COMPLETED, RunState.COMPENSATED)
 
     def run() -> SagaRun | None:
-        found = SagaRun.objects.get(pk=order.checkout_run_id)
+        found = SagaRun.objects.get(pk=run_id(order))
         return found if found.state in states else None
 
     return wait_for(run, timeout=timeout, interval=0.1, message=f"the checkout to be {states}")
@@ -116,7 +135,7 @@ def test_a_paid_order_runs_every_step_once_in_order(celery_worker: Worker, shop:
     by_name = steps(run)
     assert list(by_name) == STEPS
     assert all(s.state == StepState.DONE and s.attempts == 1 for s in by_name.values())
-    finished = [s.finished_at for s in by_name.values()]
+    finished = [when(s.finished_at) for s in by_name.values()]
     assert finished == sorted(finished)
     assert by_name["charge_payment"].output == {"charge_id": charge(run).id}  # type: ignore[union-attr]
     order.refresh_from_db()
@@ -160,7 +179,7 @@ def test_a_failing_step_undoes_exactly_the_steps_before_it_newest_first(
     assert [s for s in STEPS[failed_at + 1 :] if by_name[s].state != StepState.PENDING] == []
     assert [n for n in STEPS if by_name[n].state == StepState.COMPENSATED] == undoable
     # Newest first, once each.
-    undone = sorted(undoable, key=lambda name: by_name[name].compensated_at)  # type: ignore[arg-type, return-value]
+    undone = sorted(undoable, key=lambda name: when(by_name[name].compensated_at))
     assert undone == undoable[::-1]
     assert all(by_name[name].compensation_attempts == 1 for name in undoable)
     for name in undoable:
@@ -225,7 +244,9 @@ def test_a_compensation_that_never_succeeds_is_poisoned_and_the_run_says_stuck(
     # Visible: the runs list filtered by state, the run's page, its timeline.
     listing = admin_client.get(reverse("admin:mediator_sagarun_changelist"), {"state": "stuck"})
     assert str(run.pk) in listing.content.decode()
-    page = admin_client.get(reverse("admin:mediator_sagarun_change", args=[run.pk])).content.decode()
+    page = admin_client.get(
+        reverse("admin:mediator_sagarun_change", args=[run.pk])
+    ).content.decode()
     assert "Compensation stuck" in page
     assert reverse("admin:mediator_poisonedtask_change", args=[poisoned.pk]) in page
     assert "injected: ordering.handlers.release_stock refuses" in page
@@ -259,7 +280,7 @@ def test_a_worker_killed_during_a_step_leaves_a_run_that_still_ends_right(
     # transaction is still open when its process is SIGKILLed.
     key = plant(handler, "stall")
     order = buy(shop, **options)
-    pid = int(wait_for(lambda: store().get(f"{key}:pid"), message="the step to stall"))
+    pid = int(wait_for(lambda: store().get(f"{key}:pid"), message="the step to stall"))  # type: ignore[call-overload]
     assert pid in celery_worker.pool_pids()
     os.kill(pid, signal.SIGKILL)
     store().set(f"{key}:go", 1)
@@ -305,7 +326,7 @@ def test_200_concurrent_checkouts_with_30_percent_declines_balance_to_the_cent(
 
     wait_for(all_ended, timeout=240, interval=0.5, message="200 checkouts to end")
     runs = {run.pk: run for run in SagaRun.objects.all()}
-    states = [runs[o.checkout_run_id].state for o in orders]
+    states = [runs[run_id(o)].state for o in orders]
     assert set(states) <= {RunState.COMPLETED, RunState.COMPENSATED}
     completed = [o for o, s in zip(orders, states, strict=True) if s == RunState.COMPLETED]
     undone = [o for o, s in zip(orders, states, strict=True) if s == RunState.COMPENSATED]
@@ -323,7 +344,8 @@ def test_200_concurrent_checkouts_with_30_percent_declines_balance_to_the_cent(
         if entry is not None and entry.status == "captured":
             kept += entry.amount
         if order in completed:
-            assert entry is not None and entry.status == "captured" and entry.amount == order.total
+            assert entry is not None
+            assert (entry.status, entry.amount) == ("captured", order.total)
         else:
             assert entry is None or entry.status in ("declined", "refunded")
             assert entry is None or entry.refunds <= 1
@@ -333,3 +355,29 @@ def test_200_concurrent_checkouts_with_30_percent_declines_balance_to_the_cent(
     assert sum(p.amount for p in captured) == kept
     assert Order.objects.filter(status=OrderStatus.PLACED).count() == len(completed)
     assert Order.objects.filter(status=OrderStatus.FAILED).count() == len(undone)
+
+
+def test_a_step_message_the_broker_lost_is_sent_again_by_the_reconciler(
+    celery_worker: Worker, shop: User
+) -> None:
+    # The broker is "down" at commit: the first step's message stays in the
+    # outbox. Mark it as sent, as if the relay had sent it and Redis had then
+    # lost it (restarted without persistence): nothing will deliver it now.
+    BrokerDownPause.until = time.monotonic() + 60
+    try:
+        order = buy(shop)
+    finally:
+        BrokerDownPause.until = 0.0
+    first = Checkout.task_name(0, "action")
+    OutboxMessage.objects.filter(event_type=first).update(
+        status=OutboxStatus.DISPATCHED,
+        handlers=[first],
+        dispatched_at=timezone.now() - timedelta(hours=1),
+    )
+    run = SagaRun.objects.get(pk=run_id(order))
+    assert (run.state, steps(run)["reserve_stock"].attempts) == (RunState.RUNNING, 0)
+
+    result = reconcile_pass(redeliver_after=60)
+    assert result.redelivered == 1
+    assert ended(order).state == RunState.COMPLETED
+    assert on_hand() == STOCK - 1

@@ -62,10 +62,10 @@ def faults(message: Message, context: HandlerContext, call_next: CallNext) -> An
     from tests.testapp.handlers import store
 
     key = f"fault:{context.handler}"
-    fault = store().get(key)
-    if fault is None:
+    planted = store().get(key)
+    if planted is None:
         return call_next()
-    fault = fault.decode()
+    fault = planted.decode() if isinstance(planted, bytes) else str(planted)
     if fault == "refuse":
         raise PermanentError(f"injected: {context.handler} refuses order {order_id}")
     result = call_next()
