@@ -15,7 +15,7 @@ from mediator import breaker, graph, selectors
 
 def dashboard(request: HttpRequest) -> HttpResponse:
     since = timezone.now() - timedelta(hours=1)
-    event_map = graph.event_map()
+    wiring = graph.event_map()
     try:
         breakers, breakers_error = breaker.all_states(), ""
     except Exception as exc:  # Redis down: say so, show the rest
@@ -28,8 +28,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "overdue": selectors.overdue_deliveries(),
         "events_per_type": selectors.events_per_type(since),
         "handlers": selectors.handler_counts(since),
-        "event_map": event_map,
-        "mermaid": graph.as_mermaid(event_map),
+        "event_map": wiring.handlers,
+        "sagas": wiring.sagas,
+        "saga_runs": selectors.unfinished_saga_runs(),
+        "mermaid": graph.as_mermaid(wiring),
         "breakers": breakers,
         "breakers_error": breakers_error,
     }

@@ -33,6 +33,9 @@ DEFERRALS = Counter(
     ["handler", "reason"],
 )
 POISONED = Counter("mediator_handler_poisoned", "Deliveries poisoned.", ["handler"])
+SAGA_RUNS_FINISHED = Counter(
+    "mediator_saga_runs_finished", "Saga runs ended, by outcome.", ["saga", "outcome"]
+)
 BREAKER_TRANSITIONS = Counter(
     "mediator_breaker_transitions", "Circuit breaker state changes.", ["breaker", "to"]
 )
@@ -46,7 +49,7 @@ def breaker_transition(breaker: str, to: str) -> None:
 
 class StateCollector(Collector):
     """Figures read when scraped: outbox backlog and lag, open poisoned tasks,
-    breaker states."""
+    breaker states, unfinished saga runs."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from mediator import breaker, selectors
@@ -83,6 +86,14 @@ class StateCollector(Collector):
             failures.add_metric([s.name], s.failures)
         yield state
         yield failures
+        runs = GaugeMetricFamily(
+            "mediator_saga_runs_unfinished",
+            "Saga runs running, compensating or stuck (stuck ones wait for an operator).",
+            labels=["saga", "state"],
+        )
+        for saga, run_state, count in selectors.unfinished_saga_runs():
+            runs.add_metric([saga, run_state], count)
+        yield runs
 
 
 def exposition() -> bytes:

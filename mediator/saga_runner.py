@@ -31,7 +31,7 @@ from django.db.models.functions import Coalesce
 from django.dispatch import receiver
 from django.utils import timezone
 
-from mediator import inbox
+from mediator import inbox, metrics
 from mediator.commands import Command, send
 from mediator.exceptions import Deferred, InvalidPayload, StepOutputError
 from mediator.models import RunState, SagaRun, SagaStep, StepState
@@ -259,6 +259,7 @@ def _finish(saga: type[Saga], run: SagaRun, state: str) -> None:
     run.updated_at = run.finished_at = timezone.now()
     run.save(update_fields=["state", "failed_step", "error", "updated_at", "finished_at"])
     logger.info("saga %s %s %s", saga.name, run.pk, state)
+    transaction.on_commit(lambda: metrics.SAGA_RUNS_FINISHED.labels(saga.name, state).inc())
     if state == RunState.COMPLETED:
         saga.on_completed(run)
     else:

@@ -17,6 +17,7 @@ from mediator.models import (
     PoisonedTask,
     PoisonStatus,
     ProgressState,
+    RunState,
     SagaRun,
 )
 from mediator.reconcile import overdue_deliveries
@@ -37,6 +38,17 @@ __all__ = [
 def saga_run(run_id: uuid.UUID) -> SagaRun | None:
     """A run with its steps, in order (run.steps.all() reads no more rows)."""
     return SagaRun.objects.prefetch_related("steps").filter(pk=run_id).first()
+
+
+def unfinished_saga_runs() -> list[tuple[str, str, int]]:
+    """(saga, state, runs) for runs not yet completed or compensated."""
+    rows = (
+        SagaRun.objects.filter(state__in=[RunState.RUNNING, RunState.COMPENSATING, RunState.STUCK])
+        .values_list("saga", "state")
+        .annotate(runs=Count("pk"))
+        .order_by("saga", "state")
+    )
+    return [(saga, state, runs) for saga, state, runs in rows]
 
 
 def pending_count() -> int:

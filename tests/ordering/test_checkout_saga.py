@@ -39,6 +39,7 @@ from ordering.models import Order, OrderStatus, Payment, PaymentStatus, StockIte
 from ordering.sagas import Checkout
 from ordering.services import check_out_demo, payment_key
 from shipping.models import Shipment, ShipmentStatus
+from tests.mediator.test_metrics import scrape, value
 from tests.support import Worker, wait_for
 from tests.testapp.handlers import store
 
@@ -250,6 +251,15 @@ def test_a_compensation_that_never_succeeds_is_poisoned_and_the_run_says_stuck(
     assert "Compensation stuck" in page
     assert reverse("admin:mediator_poisonedtask_change", args=[poisoned.pk]) in page
     assert "injected: ordering.handlers.release_stock refuses" in page
+    dashboard = admin_client.get(reverse("mediator-dashboard")).content.decode()
+    assert (
+        '<a href="/admin/mediator/sagarun/?saga=ordering.Checkout&amp;state=stuck">stuck</a>'
+        in (dashboard)
+    )
+    stuck = {"saga": "ordering.Checkout", "state": "stuck"}
+    assert value(scrape(admin_client), "mediator_saga_runs_unfinished", **stuck) == 1
+    finished = {"saga": "ordering.Checkout", "outcome": "compensated"}
+    before = value(scrape(admin_client), "mediator_saga_runs_finished_total", **finished)
 
     # The cause is fixed; the operator retries the poisoned task: the run goes on.
     store().delete(key)
@@ -260,6 +270,9 @@ def test_a_compensation_that_never_succeeds_is_poisoned_and_the_run_says_stuck(
     assert poisoned.status == PoisonStatus.RESOLVED
     order.refresh_from_db()
     assert order.status == OrderStatus.FAILED
+    after = scrape(admin_client)
+    assert value(after, "mediator_saga_runs_unfinished", **stuck) == 0
+    assert value(after, "mediator_saga_runs_finished_total", **finished) == before + 1
 
 
 @pytest.mark.parametrize(
