@@ -73,6 +73,7 @@ class Charge:
     amount: Decimal
     status: str  # captured, declined, refunded
     refunds: int = 0
+    reference: str = ""  # the merchant's own reference (our order), as Stripe's metadata
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Charge:
@@ -82,6 +83,7 @@ class Charge:
             amount=Decimal(data["amount_cents"]) / 100,
             status=data["status"],
             refunds=int(data.get("refunds", 0)),
+            reference=str(data.get("reference", "")),
         )
 
 
@@ -118,7 +120,7 @@ def _time_out_sometimes() -> None:
         raise ProviderTimeout("The payment provider did not answer in time.")
 
 
-def charge(*, idempotency_key: str, amount: Decimal, token: str) -> Charge:
+def charge(*, idempotency_key: str, amount: Decimal, token: str, reference: str = "") -> Charge:
     """Capture `amount` from the card behind `token`; CardDeclined if refused."""
     _time_out_sometimes()
     declined = token == DECLINED_TOKEN or random.random() < rate("decline_rate")
@@ -127,6 +129,7 @@ def charge(*, idempotency_key: str, amount: Decimal, token: str) -> Charge:
         "amount_cents": int((amount * 100).to_integral_value()),
         "status": "declined" if declined else "captured",
         "token": token,
+        "reference": reference,
     }
     raw = _client().eval(_CHARGE, 1, LEDGER, idempotency_key, json.dumps(proposal))
     _time_out_sometimes()

@@ -192,7 +192,10 @@ def charge_order(*, order_id: int, payment_token: str, idempotency_key: str) -> 
         return existing
     try:
         charge = payment_provider.charge(
-            idempotency_key=idempotency_key, amount=order.total, token=payment_token
+            idempotency_key=idempotency_key,
+            amount=order.total,
+            token=payment_token,
+            reference=f"order-{order.pk}",
         )
     except payment_provider.CardDeclined as declined:
         raise PaymentDeclined(f"Your card was declined ({declined.charge_id}).") from None

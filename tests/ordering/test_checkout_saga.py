@@ -70,6 +70,7 @@ def shop() -> User:
 
 @pytest.fixture(autouse=True)
 def clean_faults() -> Iterator[None]:
+    store().delete(payment_provider.LEDGER)  # order ids repeat from test to test
     yield
     keys = store().keys("fault:*")
     if keys:
@@ -144,7 +145,9 @@ def test_a_paid_order_runs_every_step_once_in_order(celery_worker: Worker, shop:
     assert on_hand() == STOCK - 2
     payment = Payment.objects.get(order=order)
     assert (payment.amount, payment.status) == (Decimal("25.00"), PaymentStatus.CAPTURED)
-    assert charge(run) == payment_provider.Charge(payment.charge_id, Decimal("25.00"), "captured")
+    assert charge(run) == payment_provider.Charge(
+        payment.charge_id, Decimal("25.00"), "captured", reference=f"order-{order.pk}"
+    )
     shipment = Shipment.objects.get(order_id=order.pk)
     assert (shipment.status, shipment.ship_to) == (ShipmentStatus.PENDING, "GB")
     assert by_name["book_shipment"].output == {"shipment_id": shipment.pk}
@@ -314,7 +317,9 @@ def test_a_worker_killed_during_a_step_leaves_a_run_that_still_ends_right(
     # Every effect once: the stock, the charge, the shipment, the e-mail.
     assert on_hand() == STOCK - 1
     assert (provider.status, provider.refunds) == ("captured", 0)  # type: ignore[union-attr]
-    assert Payment.objects.filter(order=order).count() == 1
+    charges = [c for c in payment_provider.ledger().values() if c.reference == f"order-{order.pk}"]
+    assert charges == [provider]
+    assert Payment.objects.get(order=order).charge_id == provider.id  # type: ignore[union-attr]
     assert Shipment.objects.filter(order_id=order.pk).count() == 1
     assert SentEmail.objects.filter(subject__contains=f"#{order.pk} is confirmed").count() == 1
 
@@ -349,8 +354,11 @@ def test_200_concurrent_checkouts_with_30_percent_declines_balance_to_the_cent(
     for sku in ("MUG-01", "PEN-03"):
         sold = sum(i.quantity for o in completed for i in o.items.all() if i.sku == sku)
         assert on_hand(sku) == 1000 - sold
-    # The provider's ledger and ours, to the cent.
+    # The provider's ledger and ours, to the cent; one charge per order at most.
     ledger = payment_provider.ledger()
+    ours = {f"order-{o.pk}" for o in orders}
+    references = [c.reference for c in ledger.values() if c.reference in ours]
+    assert len(references) == len(set(references))
     kept = Decimal("0.00")
     for order in completed + undone:
         entry = ledger.get(payment_key(str(order.checkout_run_id)))
