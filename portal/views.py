@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from mediator import send
+from mediator import Command, send
 from ordering.catalogue import DEMO_CATALOGUE
 from ordering.commands import CancelOrder, CheckOutDemoOrder, PlaceDemoOrder
 from ordering.models import Order
@@ -48,19 +48,10 @@ def order_list(request: AuthenticatedRequest) -> HttpResponse:
 @login_required
 @require_POST
 def place_demo_order(request: AuthenticatedRequest) -> HttpResponse:
-    try:
-        order = send(
-            PlaceDemoOrder(
-                owner_id=request.user.pk,
-                sku=request.POST.get("sku", "")[:64],
-                quantity=_quantity(request),
-            )
-        )
-    except OrderError as refusal:
-        messages.error(request, str(refusal))
-        return redirect("orders:order-list")
-    messages.success(request, f"Order #{order.pk} is placed.")
-    return redirect("orders:order-detail", order_id=order.pk)
+    command = PlaceDemoOrder(
+        owner_id=request.user.pk, sku=request.POST.get("sku", "")[:64], quantity=_quantity(request)
+    )
+    return _place(request, command, "Order #{} is placed.")
 
 
 @login_required
@@ -68,20 +59,25 @@ def place_demo_order(request: AuthenticatedRequest) -> HttpResponse:
 def check_out(request: AuthenticatedRequest) -> HttpResponse:
     """A paid order: the checkout saga reserves, charges, books and confirms,
     or undoes what it did; the order page shows each step as it happens."""
+    command = CheckOutDemoOrder(
+        owner_id=request.user.pk,
+        sku=request.POST.get("sku", "")[:64],
+        quantity=_quantity(request),
+        payment_token=request.POST.get("payment_token", "")[:64],
+        ship_to=request.POST.get("ship_to", "")[:8],
+    )
+    return _place(request, command, "Order #{} is being checked out.")
+
+
+def _place(request: AuthenticatedRequest, command: Command, done: str) -> HttpResponse:
+    """Send an order-placing command: to the new order's page, or back to the
+    list with the domain's refusal."""
     try:
-        order = send(
-            CheckOutDemoOrder(
-                owner_id=request.user.pk,
-                sku=request.POST.get("sku", "")[:64],
-                quantity=_quantity(request),
-                payment_token=request.POST.get("payment_token", "")[:64],
-                ship_to=request.POST.get("ship_to", "")[:8],
-            )
-        )
+        order = send(command)
     except OrderError as refusal:
         messages.error(request, str(refusal))
         return redirect("orders:order-list")
-    messages.success(request, f"Order #{order.pk} is being checked out.")
+    messages.success(request, done.format(order.pk))
     return redirect("orders:order-detail", order_id=order.pk)
 
 
