@@ -234,4 +234,5 @@ PAYMENT_PROVIDER = {
     "REDIS_URL": env_str("PAYMENT_PROVIDER_REDIS_URL"),  # empty: REDIS_URL
     "DECLINE_RATE": env_float("PAYMENT_DECLINE_RATE", 0.0),
     "ERROR_RATE": env_float("PAYMENT_ERROR_RATE", 0.0),
+    "LOST_ANSWER_RATE": 0.0,  # charges made whose answer never arrives (tests set it)
 }

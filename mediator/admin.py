@@ -213,7 +213,9 @@ class SagaRunAdmin(ReadOnlyAdmin):
     def stuck_task(self, obj: SagaRun) -> str:
         """The poisoned task to retry once the cause is fixed."""
         rows = PoisonedTask.objects.filter(
-            payload__payload__run_id=str(obj.pk), status=PoisonStatus.POISONED
+            payload__payload__run_id=str(obj.pk),
+            status=PoisonStatus.POISONED,
+            handler__endswith=".compensate",
         )
         return (
             format_html_join(

@@ -59,6 +59,7 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 )
             )
     messages += _check_commands(classes)
+    messages += _check_sagas()
     messages += _check_behaviours()
     messages += _check_visibility_timeout()
     messages += _check_redelivery_bound()
@@ -81,6 +82,31 @@ def _check_commands(classes: list[type[Message]]) -> list[CheckMessage]:
                     id="mediator.E005",
                 )
             )
+    return messages
+
+
+def _check_sagas() -> list[CheckMessage]:
+    """Every command a saga step names (by class or by type name) exists and
+    is a command: found at startup, not when a run reaches that step."""
+    from mediator.exceptions import MediatorError
+    from mediator.sagas import all_sagas, command_type
+
+    messages: list[CheckMessage] = []
+    for saga in all_sagas():
+        for step in saga.steps:
+            for target in (step.action, step.compensate):
+                if target is None:
+                    continue
+                try:
+                    command_type(target)
+                except MediatorError as exc:
+                    messages.append(
+                        Error(
+                            f"Saga {saga.name}, step {step.step_name}: {exc}",
+                            hint="Name a Command class, or the event_type of one.",
+                            id="mediator.E008",
+                        )
+                    )
     return messages
 
 

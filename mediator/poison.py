@@ -10,7 +10,7 @@ import uuid
 from importlib import import_module
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from mediator.exceptions import UnknownHandler
@@ -28,7 +28,10 @@ def record(
     attempts: int,
     task_id: str,
 ) -> PoisonedTask:
-    """Write (or update: one row per event and handler) the poisoned delivery."""
+    """Write (or update: one row per event and handler) the poisoned delivery,
+    and run the delivery_poisoned receivers in the same transaction: a saga
+    run is marked stuck (or its step failed) together with the row, or neither
+    is written and the reconciler sends the delivery again later."""
     envelope = message if isinstance(message, dict) else {}
     event_id = _uuid_or_none(envelope.get("event_id"))
     now = timezone.now()
@@ -47,24 +50,27 @@ def record(
         "poisoned: %s on %s %s after %d attempt(s): %s",
         handler, values["event_type"], event_id, attempts, values["exception"],
     )  # fmt: skip
-    if event_id is None:
-        row = PoisonedTask.objects.create(handler=handler, first_failed_at=now, **values)
-    else:
-        row, _ = PoisonedTask.objects.update_or_create(
-            event_id=event_id,
-            handler=handler,
-            defaults=values,
-            create_defaults={**values, "first_failed_at": now},
-        )
     from mediator import metrics
     from mediator.signals import delivery_poisoned
 
+    with transaction.atomic():
+        if event_id is None:
+            row = PoisonedTask.objects.create(handler=handler, first_failed_at=now, **values)
+        else:
+            row, _ = PoisonedTask.objects.update_or_create(
+                event_id=event_id,
+                handler=handler,
+                defaults=values,
+                create_defaults={**values, "first_failed_at": now},
+            )
+        delivery_poisoned.send(
+            sender=PoisonedTask,
+            row=row,
+            handler=handler,
+            message=message,
+            error=values["exception"],
+        )
     metrics.POISONED.labels(handler).inc()
-    for _, response in delivery_poisoned.send_robust(
-        sender=PoisonedTask, handler=handler, message=message, error=values["exception"]
-    ):
-        if isinstance(response, Exception):
-            logger.error("a delivery_poisoned receiver failed: %r", response)
     return row
 
 

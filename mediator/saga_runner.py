@@ -33,8 +33,9 @@ from django.utils import timezone
 
 from mediator import inbox, metrics
 from mediator.commands import Command, send
+from mediator.context import message_context
 from mediator.exceptions import Deferred, InvalidPayload, StepOutputError
-from mediator.models import RunState, SagaRun, SagaStep, StepState
+from mediator.models import PoisonedTask, PoisonStatus, RunState, SagaRun, SagaStep, StepState
 from mediator.pipeline import current_handler_context
 from mediator.publishing import write_to_outbox
 from mediator.registry import handles
@@ -289,10 +290,11 @@ def _note_error(run_id: uuid.UUID, index: int, phase: str, exc: BaseException) -
 
 
 @receiver(delivery_poisoned)
-def on_poisoned(*, handler: str, message: Any, error: str, **_: Any) -> None:
-    """A step's task was poisoned: an action whose process kept dying or ran
-    past its hard time limit has failed; a compensation that keeps failing
-    leaves the run stuck, for an operator."""
+def on_poisoned(*, row: PoisonedTask, handler: str, message: Any, error: str, **_: Any) -> None:
+    """A step's task was poisoned (in the transaction that records it). An
+    action whose process kept dying or ran past its hard time limit has
+    failed: the saga compensates, and the poisoned row is resolved by that. A
+    compensation that keeps failing leaves the run stuck, for an operator."""
     found = step_of_task(handler)
     payload = message.get("payload") if isinstance(message, dict) else None
     if found is None or not isinstance(payload, dict):
@@ -302,19 +304,22 @@ def on_poisoned(*, handler: str, message: Any, error: str, **_: Any) -> None:
         run_id = uuid.UUID(str(payload.get("run_id")))
     except ValueError:
         return
-    if phase == ACTION:
-        fail_step(saga, run_id, index, error)
+    run = SagaRun.objects.select_for_update().filter(pk=run_id).first()
+    if run is None:
         return
-    with transaction.atomic():
-        run = SagaRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.state != RunState.COMPENSATING or run.current_step != index:
+    with message_context(correlation_id=run.correlation_id, causation_id=str(row.event_id or "")):
+        if phase == ACTION:
+            fail_step(saga, run_id, index, error)
+            PoisonedTask.objects.filter(pk=row.pk).update(
+                status=PoisonStatus.RESOLVED, resolved_at=timezone.now()
+            )
             return
-        run.state = RunState.STUCK  # run.error keeps why it is compensating
-        run.updated_at = timezone.now()
-        run.save(update_fields=["state", "updated_at"])
-        SagaStep.objects.filter(run=run, index=index).update(
-            compensation_error=error[:ERROR_LENGTH]
-        )
+    if run.state != RunState.COMPENSATING or run.current_step != index:
+        return
+    run.state = RunState.STUCK  # run.error keeps why it is compensating
+    run.updated_at = timezone.now()
+    run.save(update_fields=["state", "updated_at"])
+    SagaStep.objects.filter(run=run, index=index).update(compensation_error=error[:ERROR_LENGTH])
     logger.error(
         "saga %s %s is stuck: undoing %s failed: %s",
         saga.name, run_id, saga.steps[index].step_name, error,

@@ -87,7 +87,8 @@ def command_type(target: type[Command] | str) -> type[Command]:
     """The command class a step names (a class, or its wire name)."""
     cls = event_class_for(target) if isinstance(target, str) else target
     if not (isinstance(cls, type) and issubclass(cls, Command)):
-        raise SagaError(f"A saga step sends a Command; {cls.__name__} is a {cls.kind}.")
+        article = "an" if cls.kind[0] in "aeiou" else "a"
+        raise SagaError(f"A saga step sends a Command; {cls.__name__} is {article} {cls.kind}.")
     return cls
 
 

@@ -2,7 +2,9 @@
 
 from django.dispatch import Signal
 
-# A delivery was recorded as poisoned. Keyword arguments: handler (the task
-# name), message (the envelope as received) and error ("Type: text").
-# Receivers run in the process that recorded it; they must not raise.
+# A delivery was recorded as poisoned. Keyword arguments: row (the
+# PoisonedTask), handler (the task name), message (the envelope as received)
+# and error ("Type: text"). Receivers run in the transaction that writes the
+# row: if one raises, neither is written (and the delivery is not lost: the
+# reconciler sends it again later).
 delivery_poisoned = Signal()

@@ -97,16 +97,28 @@ def _setting(name: str) -> Any:
 
 
 def rate(name: str) -> float:
-    """ "decline_rate" or "error_rate": the sandbox's, else the setting's."""
-    value = _client().hget(SANDBOX, name)
+    """ "decline_rate", "error_rate" or "lost_answer_rate" (charges only): the
+    sandbox's, else the setting's."""
+    try:
+        value = _client().hget(SANDBOX, name)
+    except redis.RedisError as exc:
+        raise ProviderTimeout(f"The payment provider did not answer: {exc}") from exc
     return float(value) if value is not None else float(_setting(name.upper()))
 
 
 def configure_sandbox(
-    *, decline_rate: float | None = None, error_rate: float | None = None
+    *,
+    decline_rate: float | None = None,
+    error_rate: float | None = None,
+    lost_answer_rate: float | None = None,
 ) -> None:
     """Set (a number) or clear (None) the sandbox's rates."""
-    for name, value in (("decline_rate", decline_rate), ("error_rate", error_rate)):
+    rates = {
+        "decline_rate": decline_rate,
+        "error_rate": error_rate,
+        "lost_answer_rate": lost_answer_rate,
+    }
+    for name, value in rates.items():
         if value is None:
             _client().hdel(SANDBOX, name)
         else:
@@ -120,6 +132,14 @@ def _time_out_sometimes() -> None:
         raise ProviderTimeout("The payment provider did not answer in time.")
 
 
+def _ledger_eval(script: str, *args: str) -> Any:
+    """The provider's side; a Redis failure is the provider not answering."""
+    try:
+        return _client().eval(script, 1, LEDGER, *args)
+    except redis.RedisError as exc:
+        raise ProviderTimeout(f"The payment provider did not answer: {exc}") from exc
+
+
 def charge(*, idempotency_key: str, amount: Decimal, token: str, reference: str = "") -> Charge:
     """Capture `amount` from the card behind `token`; CardDeclined if refused."""
     _time_out_sometimes()
@@ -131,7 +151,9 @@ def charge(*, idempotency_key: str, amount: Decimal, token: str, reference: str 
         "token": token,
         "reference": reference,
     }
-    raw = _client().eval(_CHARGE, 1, LEDGER, idempotency_key, json.dumps(proposal))
+    raw = _ledger_eval(_CHARGE, idempotency_key, json.dumps(proposal))
+    if random.random() < rate("lost_answer_rate"):
+        raise ProviderTimeout("The payment provider charged, but its answer was lost.")
     _time_out_sometimes()
     result = Charge.from_json(raw)
     if result.status == "declined":
@@ -142,7 +164,7 @@ def charge(*, idempotency_key: str, amount: Decimal, token: str, reference: str 
 def refund(*, idempotency_key: str) -> Charge | None:
     """Refund the charge made with this key, once; None if there was none."""
     _time_out_sometimes()
-    raw = _client().eval(_REFUND, 1, LEDGER, idempotency_key)
+    raw = _ledger_eval(_REFUND, idempotency_key)
     _time_out_sometimes()
     return Charge.from_json(raw) if raw else None
 

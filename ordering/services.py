@@ -227,6 +227,17 @@ def checkout_failed(*, order_id: int, reason: str) -> None:
     )
 
 
+def _give_back(order: Order) -> None:
+    """A paid order is cancelled: its stock goes back to the shelf now, and
+    its payment is refunded by a task once this commits (the provider is
+    outside the transaction, and may not answer at once)."""
+    from mediator import send_after_commit
+    from ordering.commands import RefundPayment
+
+    release_stock(order_id=order.pk)
+    send_after_commit(RefundPayment(order_id=order.pk, saga_run_id=str(order.checkout_run_id)))
+
+
 def cancel_order(*, order_id: int, by: User, reason: str = "") -> Order:
     """Cancel an order and publish OrderCancelled, in one transaction.
 
@@ -247,6 +258,8 @@ def cancel_order(*, order_id: int, by: User, reason: str = "") -> Order:
             raise OrderError(
                 f"Order #{locked.pk} has already shipped and can no longer be cancelled."
             )
+        if locked.checkout_run_id is not None:
+            _give_back(locked)
         locked.status = OrderStatus.CANCELLED
         locked.cancelled_at = timezone.now()
         locked.cancel_reason = reason[:200]

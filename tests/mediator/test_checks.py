@@ -142,3 +142,22 @@ def test_a_behaviour_inside_the_transaction_is_an_error() -> None:
     assert "is not the last of MEDIATOR['BEHAVIOURS']: 'mediator.behaviours.log'" in (
         messages[0].msg
     )
+
+
+@pytest.mark.filterwarnings("ignore:Task name .* is already registered")
+def test_a_saga_step_naming_no_command_is_an_error_at_startup(isolated_registry: None) -> None:
+    from mediator import Saga, Step
+
+    class Misnamed(Saga):
+        steps = [Step("ordering.ReserveStok", name="reserve"), Step("ordering.OrderPlaced")]
+
+    messages = check_wiring()
+    assert ids(messages) == ["mediator.E008", "mediator.E008"]
+    assert messages[0].msg == (
+        "Saga tests.Misnamed, step reserve: Unknown event type 'ordering.ReserveStok': "
+        "no event class has that name."
+    )
+    assert messages[1].msg == (
+        "Saga tests.Misnamed, step order_placed: A saga step sends a Command; "
+        "OrderPlaced is an event."
+    )

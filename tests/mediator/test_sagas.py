@@ -42,7 +42,7 @@ def test_each_step_and_compensation_is_a_task_with_the_steps_own_policy() -> Non
     charge = get_handler("saga.ordering.Checkout.charge_payment")
     assert charge is not None
     assert (charge.max_retries, charge.backoff, charge.soft_time_limit, charge.time_limit) == (
-        4, 1.0, 30, 40,
+        4, 1.0, 10, 20,
     )  # fmt: skip
     assert charge.atomic is False  # the runner opens its own transaction
     assert charge.task.acks_late

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from billiard.exceptions import WorkerLostError
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
@@ -37,7 +38,7 @@ from notifications.models import SentEmail
 from ordering import payment_provider
 from ordering.models import Order, OrderStatus, Payment, PaymentStatus, StockItem
 from ordering.sagas import Checkout
-from ordering.services import check_out_demo, payment_key
+from ordering.services import cancel_order, check_out_demo, payment_key
 from shipping.models import Shipment, ShipmentStatus
 from tests.mediator.test_metrics import scrape, value
 from tests.support import Worker, wait_for
@@ -75,7 +76,7 @@ def clean_faults() -> Iterator[None]:
     keys = store().keys("fault:*")
     if keys:
         store().delete(*keys)
-    payment_provider.configure_sandbox(decline_rate=None, error_rate=None)
+    payment_provider.configure_sandbox(decline_rate=None, error_rate=None, lost_answer_rate=None)
 
 
 def plant(handler: str, fault: str) -> str:
@@ -207,7 +208,8 @@ def test_a_failing_step_undoes_exactly_the_steps_before_it_newest_first(
         "reserve_stock": "Enamel mug is out of stock (1 wanted).",
         "charge_payment": "Your card was declined",
         "book_shipment": "We do not ship to 'US'",
-        "send_order_confirmation": "injected: notifications.handlers.send_paid_order_confirmation",
+        # Not a refusal meant for the customer: a plain sentence instead.
+        "send_order_confirmation": "We could not send order confirmation just now.",
     }[failing]
     assert order.checkout_error.startswith(expected)
     assert run.error.startswith(f"{failing} failed: ")
@@ -233,14 +235,16 @@ def test_a_compensation_that_fails_twice_is_retried_and_then_applied_once(
 def test_a_compensation_that_never_succeeds_is_poisoned_and_the_run_says_stuck(
     celery_worker: Worker, shop: User, admin_client: Client
 ) -> None:
-    key = plant(UNDO["reserve_stock"], "refuse")
+    key = plant(UNDO["reserve_stock"], "flaky:99")
     order = buy(shop, payment_token=payment_provider.DECLINED_TOKEN)
     run = ended(order, RunState.STUCK)
 
     task = Checkout.task_name(0, "compensation")
     poisoned = PoisonedTask.objects.get(handler=task, status=PoisonStatus.POISONED)
-    assert "injected: ordering.handlers.release_stock refuses" in poisoned.exception
-    assert steps(run)["reserve_stock"].state == StepState.COMPENSATING
+    assert "injected: ordering.handlers.release_stock lost its connection" in poisoned.exception
+    assert poisoned.attempts == 6  # its retries (MEDIATOR_MAX_RETRIES, 5) were spent first
+    reserve = steps(run)["reserve_stock"]
+    assert (reserve.state, reserve.compensation_attempts) == (StepState.COMPENSATING, 6)
     assert on_hand() == STOCK - 1  # not released: that is what is stuck
     order.refresh_from_db()
     assert order.status == OrderStatus.PENDING
@@ -253,7 +257,7 @@ def test_a_compensation_that_never_succeeds_is_poisoned_and_the_run_says_stuck(
     ).content.decode()
     assert "Compensation stuck" in page
     assert reverse("admin:mediator_poisonedtask_change", args=[poisoned.pk]) in page
-    assert "injected: ordering.handlers.release_stock refuses" in page
+    assert "injected: ordering.handlers.release_stock lost its connection" in page
     dashboard = admin_client.get(reverse("mediator-dashboard")).content.decode()
     assert (
         '<a href="/admin/mediator/sagarun/?saga=ordering.Checkout&amp;state=stuck">stuck</a>'
@@ -402,3 +406,83 @@ def test_a_step_message_the_broker_lost_is_sent_again_by_the_reconciler(
     assert result.redelivered == 1
     assert ended(order).state == RunState.COMPLETED
     assert on_hand() == STOCK - 1
+
+
+def test_a_step_whose_task_is_poisoned_fails_and_the_saga_compensates(
+    celery_worker: Worker, shop: User
+) -> None:
+    """As when the step's process died on every attempt (Celery then reports
+    WorkerLostError) or it ran past its hard time limit."""
+    plant(HANDLERS["book_shipment"], "flaky:99")  # keeps the step retrying meanwhile
+    order = buy(shop)
+    step = Checkout.task_name(2, "action")
+
+    def retrying() -> OutboxMessage | None:
+        run = SagaRun.objects.get(pk=run_id(order))
+        attempted = steps(run)["book_shipment"].attempts >= 1
+        return OutboxMessage.objects.filter(event_type=step).first() if attempted else None
+
+    row = wait_for(retrying, message="the booking to be retrying")
+    poisoned = poison.record(
+        handler=step,
+        message=row.envelope().to_message(),
+        exception=WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL)."),
+        traceback_text="",
+        attempts=6,
+        task_id="",
+    )
+    run = ended(order)
+    assert run.state == RunState.COMPENSATED
+    by_name = steps(run)
+    assert by_name["book_shipment"].state == StepState.FAILED
+    assert by_name["book_shipment"].error.startswith("WorkerLostError: Worker exited")
+    assert [by_name[n].state for n in ("reserve_stock", "charge_payment")] == [
+        StepState.COMPENSATED, StepState.COMPENSATED,
+    ]  # fmt: skip
+    assert (charge(run).status, on_hand()) == ("refunded", STOCK)  # type: ignore[union-attr]
+    # The saga took the poisoned delivery over: nothing is left for an operator.
+    poisoned.refresh_from_db()
+    assert poisoned.status == PoisonStatus.RESOLVED
+    # The compensations it started carry the run's correlation id.
+    undo = OutboxMessage.objects.filter(event_type__endswith=".compensate")
+    assert {m.correlation_id for m in undo} == {run.correlation_id}
+    order.refresh_from_db()
+    assert (
+        order.checkout_error
+        == "We could not book shipment just now. Nothing was charged; please try again."
+    )
+
+
+def test_a_charge_whose_answer_is_lost_every_time_is_refunded_before_the_run_ends(
+    celery_worker: Worker, shop: User
+) -> None:
+    payment_provider.configure_sandbox(lost_answer_rate=1.0)
+    order = buy(shop)
+    run = ended(order)
+
+    assert run.state == RunState.COMPENSATED
+    by_name = steps(run)
+    assert (by_name["charge_payment"].state, by_name["charge_payment"].attempts) == (
+        StepState.FAILED, 5,
+    )  # fmt: skip
+    assert "its answer was lost" in by_name["charge_payment"].error
+    # The provider took the money on the first try (the retries found that
+    # charge by its key); the step never recorded it, so the saga's
+    # on_compensated refunded it, once, before the run counted as compensated.
+    assert (charge(run).status, charge(run).refunds) == ("refunded", 1)  # type: ignore[union-attr]
+    assert not Payment.objects.filter(order=order).exists()
+    assert on_hand() == STOCK
+
+
+def test_cancelling_a_completed_paid_order_refunds_it_and_restocks(
+    celery_worker: Worker, shop: User
+) -> None:
+    order = buy(shop, quantity=3)
+    run = ended(order)
+    assert on_hand() == STOCK - 3
+
+    cancel_order(order_id=order.pk, by=shop, reason="changed my mind")
+    assert on_hand() == STOCK  # in the cancelling transaction
+    wait_for(lambda: charge(run).status == "refunded", message="the refund")  # type: ignore[union-attr]
+    assert Payment.objects.get(order=order).status == PaymentStatus.REFUNDED
+    assert Shipment.objects.get(order_id=order.pk).status == ShipmentStatus.CANCELLED
