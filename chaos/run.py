@@ -346,8 +346,12 @@ def main() -> int:
         CHAOS_MAIL_LEDGER=str(mail_ledger), CHAOS_TRANSIENT_RATE=str(args.transient_rate),
     )  # fmt: skip
     os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env,
-                   check=True)  # fmt: skip
+    try:
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
+                       env=env, check=True)  # fmt: skip
+    except BaseException:
+        redis.stop()  # the Stack, which stops it later, does not exist yet
+        raise
     import django
 
     django.setup()
