@@ -483,6 +483,10 @@ def test_cancelling_a_completed_paid_order_refunds_it_and_restocks(
 
     cancel_order(order_id=order.pk, by=shop, reason="changed my mind")
     assert on_hand() == STOCK  # in the cancelling transaction
+    # The refund and the shipment's cancellation are tasks of their own.
     wait_for(lambda: charge(run).status == "refunded", message="the refund")  # type: ignore[union-attr]
     assert Payment.objects.get(order=order).status == PaymentStatus.REFUNDED
-    assert Shipment.objects.get(order_id=order.pk).status == ShipmentStatus.CANCELLED
+    wait_for(
+        lambda: Shipment.objects.get(order_id=order.pk).status == ShipmentStatus.CANCELLED,
+        message="the shipment to be cancelled",
+    )
