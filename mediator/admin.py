@@ -2,7 +2,7 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
@@ -196,10 +196,19 @@ class SagaRunAdmin(ReadOnlyAdmin):
     readonly_fields = fields  # type: ignore[assignment]
     inlines = [SagaStepInline]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SagaRun]:
+        # The current step's name in the same query as the run, for the list.
+        current = SagaStep.objects.filter(run=OuterRef("pk"), index=OuterRef("current_step"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(current_step_name=Subquery(current.values("name")[:1]))
+        )
+
     @admin.display(description="step")
     def step(self, obj: SagaRun) -> str:
-        step = obj.steps.filter(index=obj.current_step).first()
-        return f"{obj.current_step + 1}. {step.name}" if step else "-"
+        name = getattr(obj, "current_step_name", None)
+        return f"{obj.current_step + 1}. {name}" if name else "-"
 
     @admin.display(description="error")
     def short_error(self, obj: SagaRun) -> str:

@@ -9,8 +9,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from mediator import publish, start_saga
+from mediator import publish, send_after_commit, start_saga
 from ordering import payment_provider
+from ordering.commands import RefundPayment
 from ordering.events import OrderCancelled, OrderPlaced
 from ordering.models import (
     Order,
@@ -231,9 +232,6 @@ def _give_back(order: Order) -> None:
     """A paid order is cancelled: its stock goes back to the shelf now, and
     its payment is refunded by a task once this commits (the provider is
     outside the transaction, and may not answer at once)."""
-    from mediator import send_after_commit
-    from ordering.commands import RefundPayment
-
     release_stock(order_id=order.pk)
     send_after_commit(RefundPayment(order_id=order.pk, saga_run_id=str(order.checkout_run_id)))
 

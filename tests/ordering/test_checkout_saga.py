@@ -252,6 +252,7 @@ def test_a_compensation_that_never_succeeds_is_poisoned_and_the_run_says_stuck(
     # Visible: the runs list filtered by state, the run's page, its timeline.
     listing = admin_client.get(reverse("admin:mediator_sagarun_changelist"), {"state": "stuck"})
     assert str(run.pk) in listing.content.decode()
+    assert "1. reserve_stock" in listing.content.decode()  # the step being undone
     page = admin_client.get(
         reverse("admin:mediator_sagarun_change", args=[run.pk])
     ).content.decode()
