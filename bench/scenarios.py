@@ -33,9 +33,10 @@ from bench.harness import (
 from bench.models import Counter, LatencySample, RawRun
 from bench.tasks import raw_a, raw_b, raw_ping_a, raw_ping_b
 from mediator import publish
-from mediator.events import Envelope
+from mediator.delivery.mapping import row_for
+from mediator.messages.envelope import Envelope
 from mediator.models import InboxRecord, OutboxMessage, OutboxStatus
-from mediator.relay import relay_pending
+from mediator.recovery.relay import relay_pending
 from scripts.redis_server import RedisServer
 
 
@@ -210,9 +211,7 @@ def pending_rows(rows: int, first: int = 0) -> None:
     old = timezone.now() - timedelta(hours=1)
     chunk = []
     for i in range(first, first + rows):
-        row = OutboxMessage.from_envelope(
-            Envelope.wrap(Ticked(n=i), correlation_id="bench", causation_id="")
-        )
+        row = row_for(Envelope.wrap(Ticked(n=i), correlation_id="bench", causation_id=""))
         row.created_at = old
         chunk.append(row)
     OutboxMessage.objects.bulk_create(chunk, batch_size=2000)
@@ -221,7 +220,7 @@ def pending_rows(rows: int, first: int = 0) -> None:
 RELAY = """
 import sys, time, django, redis
 django.setup()
-from mediator.relay import relay_pending
+from mediator.recovery.relay import relay_pending
 r = redis.Redis.from_url(sys.argv[1])
 r.incr("bench:ready")
 while not r.exists("bench:go"):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mediator import PermanentError, current_event_id
-from mediator.registry import all_handlers
+from mediator.handlers.registry import all_handlers
 
 
 def transient_rate() -> float:

@@ -213,8 +213,8 @@ def settle(stack: Stack, *, timeout: float) -> float | None:
 
 
 def _expected_deliveries() -> set[tuple[Any, str]]:
+    from mediator.handlers.registry import handlers_for
     from mediator.models import OutboxMessage
-    from mediator.registry import handlers_for
 
     return {
         (event_id, spec.name)

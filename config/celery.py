@@ -1,3 +1,4 @@
+import logging.config
 import os
 
 from celery import Celery
@@ -10,12 +11,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-# Workers log through Django's LOGGING (one format, with the delivery context).
+# Workers log through Django's LOGGING (one format, with the delivery context
+# of mediator.observability.logging), instead of Celery's own format.
 @setup_logging.connect
 def _use_django_logging(**_: object) -> None:
-    from mediator.logging import configure_worker_logging
+    from django.conf import settings  # the worker's settings are loaded by now
 
-    configure_worker_logging()
+    logging.config.dictConfig(settings.LOGGING)
 
 
 @app.task(name="config.ping")

@@ -10,7 +10,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from config.celery import app as celery_app
-from mediator import breaker, selectors
+from mediator.observability import selectors
+from mediator.resilience import breaker
 
 
 @never_cache

@@ -59,7 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "mediator.middleware.CorrelationIdMiddleware",
+    "mediator.ops.middleware.CorrelationIdMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -174,9 +174,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Fail fast on an unreachable broker so publishing after commit stays bounded.
     "socket_connect_timeout": 2,
 }
-CELERY_TASK_ROUTES = ["mediator.routing.route_handler_task"]
+CELERY_TASK_ROUTES = ["mediator.handlers.routing.route_handler_task"]
 # Records messages Celery would drop unread (undecodable, invalid) as poisoned.
-CELERY_WORKER_CONSUMER = "mediator.worker:Consumer"
+CELERY_WORKER_CONSUMER = "mediator.worker.consumer:Consumer"
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
 # --- Mediator (defaults and meaning of each key: mediator/conf.py) ---------
@@ -186,9 +186,13 @@ MEDIATOR = {
     "RELAY_GRACE_SECONDS": env_float("MEDIATOR_RELAY_GRACE", 5.0),
     "RELAY_INTERVAL_SECONDS": env_float("MEDIATOR_RELAY_INTERVAL", 5.0),
     "REDELIVER_AFTER_SECONDS": env_float("MEDIATOR_REDELIVER_AFTER", 600.0),
-    # Admin links from a poisoned task to what its payload names, and to Flower.
-    "PAYLOAD_ADMIN_LINKS": {"order_id": "admin:ordering_order_change"},
+    # Admin links from a poisoned task to the order its payload names, and to Flower.
+    "ADMIN_LINKS": "ordering.admin_links.poisoned_task_links",
     "FLOWER_URL": env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555"),
+    # /metrics asks for "Authorization: Bearer <METRICS_TOKEN>" when set.
+    "METRICS_TOKEN": env_str("METRICS_TOKEN", ""),
+    # Breakers keep their state in Redis: with another broker, in REDIS_URL's.
+    "BREAKER_REDIS_URL": None if CELERY_BROKER_URL.startswith("redis") else REDIS_URL,
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "mediator-relay-outbox": {
@@ -201,16 +205,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 # /readyz answers 503 when the oldest undispatched event is older than this.
 READYZ_MAX_OUTBOX_LAG = env_float("READYZ_MAX_OUTBOX_LAG", 60.0)
 
-# /metrics (Prometheus) asks for "Authorization: Bearer <METRICS_TOKEN>" when set.
-METRICS_TOKEN = env_str("METRICS_TOKEN", "")
-
 # Where operators open Flower (admin links). Not FLOWER_*: Flower reads those as its options.
 PUBLIC_FLOWER_URL = env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"delivery": {"()": "mediator.logging.DeliveryContextFilter"}},
+    "filters": {"delivery": {"()": "mediator.observability.logging.DeliveryContextFilter"}},
     "formatters": {
         # logfmt-style: every line of a handler run names its event, handler and attempt.
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(delivery)s"},

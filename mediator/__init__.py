@@ -1,15 +1,61 @@
 """A durable mediator: publish domain events in a transaction, handle each in
 its own Celery task, exactly once for database effects; send commands to
-their one handler, now or after commit."""
+their one handler, now or after commit.
 
-from mediator.commands import Command, send, send_after_commit
-from mediator.context import current_event_id
-from mediator.events import DomainEvent
-from mediator.exceptions import CircuitOpen, Deferred, PermanentError, RetryableError
-from mediator.pipeline import CallNext, HandlerContext
-from mediator.publishing import publish
-from mediator.registry import handles
-from mediator.sagas import Saga, Step, start_saga
+The package is layered; each layer imports only the layers below it, and
+news travels up by signals (mediator.signals). `make lint` holds the layers
+to this order with import-linter (pyproject.toml, [tool.importlinter]):
+
+    ops            admin, dashboard, views, middleware, system checks
+                   (and the app shell: apps, admin, urls, models, management)
+    observability  metrics, tracing setup, log filter, timeline, selectors, graph
+    sagas | resilience
+                   saga declarations and runner | circuit breakers
+    worker | recovery
+                   the Celery task, the outcome decision, the consumer |
+                   relay, reconciler, the periodic sweep
+    delivery       publish, send, outbox, mapping, dispatch, inbox, progress, poison
+    handlers       handler specs, the registry and `handles`, the pipeline
+    messages       event and command classes, their types, envelope, context
+    conf, exceptions, signals
+
+Importing this package needs no app registry: the names below are loaded on
+first use (PEP 562).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mediator.delivery.publish import publish
+    from mediator.delivery.send import send, send_after_commit
+    from mediator.exceptions import CircuitOpen, Deferred, PermanentError, RetryableError
+    from mediator.handlers.pipeline import CallNext, HandlerContext
+    from mediator.handlers.registry import handles
+    from mediator.messages.base import Command, DomainEvent
+    from mediator.messages.context import current_event_id
+    from mediator.sagas.definition import Saga, Step, start_saga
+
+_PUBLIC = {
+    "CallNext": "mediator.handlers.pipeline",
+    "CircuitOpen": "mediator.exceptions",
+    "Command": "mediator.messages.base",
+    "Deferred": "mediator.exceptions",
+    "DomainEvent": "mediator.messages.base",
+    "HandlerContext": "mediator.handlers.pipeline",
+    "PermanentError": "mediator.exceptions",
+    "RetryableError": "mediator.exceptions",
+    "Saga": "mediator.sagas.definition",
+    "Step": "mediator.sagas.definition",
+    "current_event_id": "mediator.messages.context",
+    "handles": "mediator.handlers.registry",
+    "publish": "mediator.delivery.publish",
+    "send": "mediator.delivery.send",
+    "send_after_commit": "mediator.delivery.send",
+    "start_saga": "mediator.sagas.definition",
+}
 
 __all__ = [
     "CallNext",
@@ -29,3 +75,16 @@ __all__ = [
     "send_after_commit",
     "start_saga",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mediator' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

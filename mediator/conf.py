@@ -7,8 +7,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
 DEFAULTS: dict[str, Any] = {
     # Retries of a failing handler (each handler can override these in @handles).
@@ -47,26 +45,32 @@ DEFAULTS: dict[str, Any] = {
     # Record "running" / "retrying" per delivery for the order timeline and the
     # dashboard: one small write per handler run. Off: they show "queued".
     "TRACK_PROGRESS": True,
-    # The poisoned-task admin links a payload key to an admin page, e.g.
-    # {"order_id": "admin:ordering_order_change"}, and each task to Flower.
-    "PAYLOAD_ADMIN_LINKS": {},
+    # The poisoned-task admin's "see also" links: a dotted path to a callable
+    # (poisoned_task) -> [(url, label), ...]. The default links the event's
+    # outbox row and the task in Flower; a project's adapter can add its own
+    # pages (mediator.ops.links explains how).
+    "ADMIN_LINKS": "mediator.ops.links.default_links",
     "FLOWER_URL": None,  # e.g. "http://127.0.0.1:5555"
-    # Middleware around every handler run, outermost first (mediator.pipeline).
-    # Keep "transaction" last: it writes the inbox record with the handler's effect.
+    # Middleware around every handler run, outermost first
+    # (mediator.handlers.pipeline). The inbox transaction is not one of them:
+    # delivery always runs it innermost, around the handler.
     "BEHAVIOURS": [
-        "mediator.behaviours.log",
-        "mediator.behaviours.trace",
-        "mediator.behaviours.measure",
-        "mediator.behaviours.circuit_breaker",
-        "mediator.behaviours.validate",
-        "mediator.behaviours.transaction",
+        "mediator.observability.behaviours.log",
+        "mediator.observability.behaviours.trace",
+        "mediator.observability.behaviours.measure",
+        "mediator.resilience.behaviours.circuit_breaker",
+        "mediator.handlers.behaviours.validate",
     ],
     # Circuit breakers of handlers declared with breaker=...: "default", then
     # per breaker name. FAILURE_THRESHOLD retryable failures in a row open it;
     # after RESET_TIMEOUT seconds one probe goes through; a probe that does not
     # report within PROBE_TIMEOUT seconds frees the slot for another.
     "BREAKERS": {"default": {"FAILURE_THRESHOLD": 5, "RESET_TIMEOUT": 30.0, "PROBE_TIMEOUT": 60.0}},
-    "BREAKER_REDIS_URL": None,  # None: settings.REDIS_URL
+    # Where breakers keep their state. None: the Celery broker's URL, if it is
+    # a Redis one (with a RabbitMQ broker, set this to a Redis URL).
+    "BREAKER_REDIS_URL": None,
+    # /metrics asks for "Authorization: Bearer <token>" when this is set.
+    "METRICS_TOKEN": "",
 }
 
 
@@ -81,7 +85,7 @@ def mediator_settings() -> dict[str, Any]:
     return {**DEFAULTS, **overrides}
 
 
-@receiver(setting_changed)
-def _reset(*, setting: str, **kwargs: Any) -> None:
+def reset_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """setting_changed receiver (connected in ready()): override_settings works."""
     if setting == "MEDIATOR":
         mediator_settings.cache_clear()

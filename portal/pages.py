@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mediator.models import SagaRun
-from mediator.selectors import saga_run
-from mediator.timeline import EventTimeline, events_about
+from mediator.observability.selectors import saga_run
+from mediator.observability.timeline import EventTimeline, events_about
 from notifications.models import SentEmail
 from notifications.selectors import emails_for_events
 from ordering.models import Order

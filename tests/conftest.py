@@ -110,8 +110,8 @@ def settle_deliveries(request: pytest.FixtureRequest) -> Iterator[None]:
     # for it dispatch; their flush must wait for it as well.
     if "celery_worker" not in request.fixturenames and not (_session_worker and _commits(request)):
         return
+    from mediator.handlers.registry import get_handler
     from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
-    from mediator.registry import get_handler
 
     def unsettled() -> list[str]:
         # Events that handlers publish (an e-mail to send) are pending only

@@ -11,8 +11,8 @@ from django.db import transaction
 from kombu import Producer
 
 from mediator import publish
-from mediator.events import Envelope
 from mediator.exceptions import ImproperEvent
+from mediator.messages.envelope import Envelope
 from mediator.models import PoisonedTask
 from tests.mediator.helpers import FLAKY, RECORD, effects, handled, new_key, poisoned, publish_ping
 from tests.support import Worker, wait_for

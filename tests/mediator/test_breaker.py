@@ -19,9 +19,9 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from mediator import publish
-from mediator.breaker import KEY_PREFIX, Breaker, Ticket
 from mediator.exceptions import CircuitOpen
 from mediator.models import PoisonedTask
+from mediator.resilience.breaker import KEY_PREFIX, Breaker, Ticket
 from tests.mediator.helpers import chain, effects, handled, redis_list, store
 from tests.support import Worker, wait_for
 from tests.testapp.events import DownstreamCalled
@@ -254,9 +254,10 @@ def test_without_redis_the_breaker_lets_runs_through_and_stops_asking(
 def test_a_redelivery_the_inbox_skips_is_neither_deferred_nor_a_probe(
     quick_breaker: Breaker,
 ) -> None:
-    from mediator import inbox
-    from mediator.pipeline import HandlerContext, run_pipeline
-    from mediator.registry import get_handler
+    from mediator.delivery import inbox
+    from mediator.delivery.inbox import exactly_once
+    from mediator.handlers.pipeline import HandlerContext, run_pipeline
+    from mediator.handlers.registry import get_handler
 
     spec = get_handler(HANDLER)
     assert spec is not None
@@ -267,7 +268,7 @@ def test_a_redelivery_the_inbox_skips_is_neither_deferred_nor_a_probe(
     with transaction.atomic():
         inbox.claim(context.message_id, HANDLER)  # it was done before the worker died
     open_it(quick_breaker)
-    assert run_pipeline(DownstreamCalled(key="again"), context) is None
+    assert run_pipeline(DownstreamCalled(key="again"), context, exactly_once(context)) is None
     assert context.duplicate
     assert calls(store()) == []  # the downstream was not called
     assert quick_breaker.state().state == "open"  # and the breaker did not move

@@ -2,8 +2,9 @@ import pytest
 from django.core.checks import Error, Warning
 from django.test import override_settings
 
+from config.celery import app as celery_app
 from mediator import Command, DomainEvent, handles
-from mediator.checks import check_wiring
+from mediator.ops.checks import check_wiring
 
 
 def ids(messages: list) -> list[str]:
@@ -54,9 +55,15 @@ def test_event_without_handler_is_a_warning(isolated_registry: None) -> None:
     assert "'testapp.NobodyCares'" in messages[0].msg
 
 
-@override_settings(CELERY_BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 60})
 def test_visibility_timeout_shorter_than_a_retry_is_an_error() -> None:
-    messages = check_wiring()
+    """Read from the Celery app's configuration, not from CELERY_* settings."""
+    conf = celery_app.conf
+    saved = conf.broker_transport_options
+    conf.broker_transport_options = {**saved, "visibility_timeout": 60}
+    try:
+        messages = check_wiring()
+    finally:
+        conf.broker_transport_options = saved
     assert ids(messages) == ["mediator.E003"]
     assert "would be handed to a second worker" in messages[0].msg
 
@@ -118,30 +125,27 @@ def test_one_handler_for_a_command_and_events_is_refused(isolated_registry: None
         handles(ShipIt, Shipped)
 
 
-def test_behaviours_without_the_transaction_are_an_error() -> None:
-    chain = ["mediator.behaviours.log", "mediator.behaviours.measure"]
-    with override_settings(MEDIATOR={"BEHAVIOURS": chain}):
-        messages = check_wiring()
-    assert ids(messages) == ["mediator.E007"]
-    assert "lacks 'mediator.behaviours.transaction'" in messages[0].msg
+def test_a_chain_without_any_behaviour_is_valid() -> None:
+    """The inbox transaction is the delivery core's, not a behaviour: no
+    chain can lack it (tests/mediator/test_delivery.py runs one without any)."""
+    with override_settings(MEDIATOR={"BEHAVIOURS": []}):
+        assert check_wiring() == []
 
 
 def test_a_behaviour_that_cannot_be_imported_is_an_error() -> None:
-    chain = ["mediator.behaviours.nope", "mediator.behaviours.transaction"]
+    chain = ["mediator.behaviours.nope", "mediator.handlers.behaviours.validate"]
     with override_settings(MEDIATOR={"BEHAVIOURS": chain}):
         messages = check_wiring()
     assert ids(messages) == ["mediator.E006"]
     assert "MEDIATOR['BEHAVIOURS'] names 'mediator.behaviours.nope'" in messages[0].msg
 
 
-def test_a_behaviour_inside_the_transaction_is_an_error() -> None:
-    chain = ["mediator.behaviours.transaction", "mediator.behaviours.log"]
+def test_the_old_transaction_behaviour_is_refused_with_the_reason() -> None:
+    chain = ["mediator.observability.behaviours.log", "mediator.behaviours.transaction"]
     with override_settings(MEDIATOR={"BEHAVIOURS": chain}):
         messages = check_wiring()
-    assert ids(messages) == ["mediator.E007"]
-    assert "is not the last of MEDIATOR['BEHAVIOURS']: 'mediator.behaviours.log'" in (
-        messages[0].msg
-    )
+    assert ids(messages) == ["mediator.E006"]
+    assert "the inbox transaction is part of delivery now" in messages[0].msg
 
 
 @pytest.mark.filterwarnings("ignore:Task name .* is already registered")

@@ -188,7 +188,7 @@ def test_a_bug_in_a_behaviour_is_poisoned_like_a_bug_in_the_handler(
 
 @pytest.mark.django_db
 def test_a_command_sent_inside_a_handler_keeps_its_id_across_retries() -> None:
-    from mediator.context import current_event_id, message_context
+    from mediator.messages.context import current_event_id, message_context
     from tests.testapp.models import Effect
 
     handled_id = uuid.uuid4()

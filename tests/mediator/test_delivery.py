@@ -13,7 +13,7 @@ from celery.signals import before_task_publish
 from django.db import transaction
 
 from mediator import DomainEvent, publish
-from mediator.events import Envelope
+from mediator.messages.envelope import Envelope
 from mediator.models import OutboxMessage, OutboxStatus, PoisonedTask, PoisonStatus
 from tests.mediator.helpers import (
     FLAKY,
@@ -77,27 +77,22 @@ def test_events_of_one_transaction_are_dispatched_in_order(celery_worker: Worker
     with Published() as sent, transaction.atomic():
         first = publish(Pinged(key=new_key()))
         second = publish(Pinged(key=new_key()))
-    from mediator.tasks import delivery_task_id
+    from mediator.delivery.dispatch import delivery_task_id
 
     expected = [delivery_task_id(e, h) for e in (first, second) for h in (RECORD, FLAKY)]
     assert [t for t in sent.task_ids if t in expected] == expected
 
 
-def test_event_without_handlers_is_marked_not_left_pending() -> None:
+def test_event_without_handlers_is_marked_not_left_pending(isolated_registry: None) -> None:
     class Unheard(DomainEvent):
         event_type = "testapp.Unheard"
 
-    try:
-        with transaction.atomic():
-            event_id = publish(Unheard())
-        row = OutboxMessage.objects.get(event_id=event_id)
-        assert row.status == OutboxStatus.NO_HANDLERS
-        assert row.dispatched_at is not None
-        assert row.handlers == []
-    finally:
-        from mediator import events
-
-        events._message_classes.remove(Unheard)
+    with transaction.atomic():
+        event_id = publish(Unheard())
+    row = OutboxMessage.objects.get(event_id=event_id)
+    assert row.status == OutboxStatus.NO_HANDLERS
+    assert row.dispatched_at is not None
+    assert row.handlers == []
 
 
 def test_one_failing_handler_does_not_stop_the_other_and_is_poisoned_after_backoff(
@@ -171,10 +166,8 @@ def test_process_killed_after_commit_before_ack_is_skipped_by_the_inbox(
 
 
 def test_same_task_delivered_twice_is_skipped_the_second_time(celery_worker: Worker) -> None:
-    from mediator.registry import get_handler
-
     message = Envelope.wrap(Pinged(key=new_key()), correlation_id=None, causation_id=None)
-    task = get_handler(RECORD).task  # type: ignore[union-attr]
+    task = current_app.tasks[RECORD]
     task.apply_async(args=(message.to_message(),))
     task.apply_async(args=(message.to_message(),))
     record = wait_for(
@@ -183,6 +176,21 @@ def test_same_task_delivered_twice_is_skipped_the_second_time(celery_worker: Wor
     )
     assert record.duplicates == 1
     assert effects(message.event_id, "record_ping") == 1
+
+
+def test_the_inbox_transaction_holds_without_any_behaviour(settings: Any) -> None:
+    """The inbox is part of delivery, not a behaviour settings can remove: with
+    an empty chain a second delivery is still skipped, the effect applied once.
+    (In-process `apply()`: this is about the inbox, not about the broker.)"""
+    settings.MEDIATOR = {**settings.MEDIATOR, "BEHAVIOURS": []}
+    envelope = Envelope.wrap(Pinged(key=new_key()), correlation_id=None, causation_id=None)
+    task = current_app.tasks[RECORD]
+    assert task.apply(args=(envelope.to_message(),)).get() == "done"
+    assert task.apply(args=(envelope.to_message(),)).get() == "duplicate"
+    assert effects(envelope.event_id, "record_ping") == 1
+    record = handled(envelope.event_id, RECORD)
+    assert record is not None
+    assert record.duplicates == 1
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,9 @@ from decimal import Decimal
 
 import pytest
 
-from mediator.events import Envelope, event_class_for
 from mediator.exceptions import ImproperEvent, InvalidPayload, MalformedMessage, UnknownEventType
+from mediator.messages.base import message_types
+from mediator.messages.envelope import Envelope
 from ordering.events import OrderCancelled, OrderPlaced
 from tests.testapp.events import Pinged
 
@@ -21,7 +22,7 @@ def test_events_are_immutable_with_stable_type_names() -> None:
         event.order_id = 8
     assert OrderPlaced.event_type == "ordering.OrderPlaced"
     assert OrderCancelled.version == 1
-    assert event_class_for("ordering.OrderPlaced") is OrderPlaced
+    assert message_types.get("ordering.OrderPlaced") is OrderPlaced
 
 
 def test_envelope_round_trips_through_json_message() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import transaction
 from django.test import Client
@@ -67,8 +69,8 @@ def test_metrics_add_up_the_workers_runs_retries_and_poisonings(
 
 
 @pytest.mark.django_db
-def test_metrics_ask_for_the_token_when_one_is_set(client: Client, settings: object) -> None:
-    settings.METRICS_TOKEN = "s3cret-token"  # type: ignore[attr-defined]
+def test_metrics_ask_for_the_token_when_one_is_set(client: Client, settings: Any) -> None:
+    settings.MEDIATOR = {**settings.MEDIATOR, "METRICS_TOKEN": "s3cret-token"}
     assert client.get("/metrics").status_code == 401
     wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from mediator.delivery.poison import ForkGuard, record_in_background
 from mediator.models import PoisonedTask
-from mediator.poison import ForkGuard, record_in_background
 from tests.support import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

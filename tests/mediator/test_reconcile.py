@@ -11,7 +11,7 @@ from django.db import transaction
 
 from mediator import publish
 from mediator.models import OutboxMessage, OutboxStatus
-from mediator.reconcile import overdue_deliveries
+from mediator.recovery.reconcile import overdue_deliveries
 from scripts.redis_server import RedisServer
 from tests.mediator.helpers import FLAKY, RECORD, handled, poisoned, publish_ping, store
 from tests.support import Worker, wait_for

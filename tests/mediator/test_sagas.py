@@ -21,10 +21,10 @@ from mediator.exceptions import (
     SagaError,
     StepOutputError,
 )
+from mediator.handlers.registry import get_handler
 from mediator.models import OutboxMessage, RunState, SagaRun, SagaStep, StepState
-from mediator.registry import get_handler
-from mediator.saga_runner import build_command, step_output
-from mediator.sagas import ACTION, COMPENSATION, step_of_task
+from mediator.sagas.definition import ACTION, COMPENSATION, step_of_task
+from mediator.sagas.runner import build_command, step_output
 from ordering.commands import ChargePayment, RefundPayment, ReleaseStock, ReserveStock
 from ordering.events import OrderPlaced
 from ordering.sagas import Checkout
@@ -45,6 +45,7 @@ def test_each_step_and_compensation_is_a_task_with_the_steps_own_policy() -> Non
         4, 1.0, 10, 20,
     )  # fmt: skip
     assert charge.atomic is False  # the runner opens its own transaction
+    assert charge.task is not None  # built from the registry in ready()
     assert charge.task.acks_late
     assert charge.task.reject_on_worker_lost
     assert get_handler("saga.ordering.Checkout.charge_payment.compensate") is not None

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mediator import progress
+from mediator.delivery import progress
 from mediator.models import (
     DeliveryProgress,
     InboxRecord,
@@ -16,7 +16,7 @@ from mediator.models import (
     PoisonStatus,
     ProgressState,
 )
-from mediator.timeline import events_about, timeline
+from mediator.observability.timeline import events_about, timeline
 from tests.mediator.helpers import FLAKY, RECORD, new_key, publish_ping, store
 from tests.support import Worker, wait_for
 

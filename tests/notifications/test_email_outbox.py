@@ -9,7 +9,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from mediator import Deferred, PermanentError
-from mediator.context import message_context
+from mediator.messages.context import message_context
 from mediator.models import OutboxMessage
 from notifications.models import SentEmail
 from notifications.services import is_permanent_refusal, queue_once, send

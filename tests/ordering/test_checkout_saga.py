@@ -20,8 +20,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from mediator import poison
-from mediator.dispatch import BrokerDownPause
+from mediator.delivery import poison
+from mediator.delivery.dispatch import BrokerDownPause
+from mediator.delivery.mapping import wire_message
 from mediator.models import (
     InboxRecord,
     OutboxMessage,
@@ -33,7 +34,7 @@ from mediator.models import (
     SagaStep,
     StepState,
 )
-from mediator.reconcile import reconcile_pass
+from mediator.recovery.reconcile import reconcile_pass
 from notifications.models import SentEmail
 from ordering import payment_provider
 from ordering.models import Order, OrderStatus, Payment, PaymentStatus, StockItem
@@ -426,7 +427,7 @@ def test_a_step_whose_task_is_poisoned_fails_and_the_saga_compensates(
     row = wait_for(retrying, message="the booking to be retrying")
     poisoned = poison.record(
         handler=step,
-        message=row.envelope().to_message(),
+        message=wire_message(row),
         exception=WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL)."),
         traceback_text="",
         attempts=6,

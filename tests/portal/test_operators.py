@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from mediator.delivery.mapping import wire_message
 from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
 from ordering.models import Order, OrderStatus
 from ordering.services import LineItem, cancel_order, place_order
@@ -139,7 +140,7 @@ def test_poisoned_task_links_to_its_event_its_order_and_flower(
     row = PoisonedTask.objects.create(
         event_id=event.event_id, event_type=event.event_type, task_id="t-1",
         handler="notifications.handlers.send_order_confirmation", exception="E",
-        payload=event.envelope().to_message(),
+        payload=wire_message(event),
     )  # fmt: skip
     page = operator.get(
         reverse("admin:mediator_poisonedtask_change", args=[row.pk])

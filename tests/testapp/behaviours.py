@@ -4,7 +4,7 @@ handler, so tests see the order of the chain from outside the worker."""
 from typing import Any
 
 from mediator import CallNext, HandlerContext, PermanentError
-from mediator.events import Message
+from mediator.messages.base import Message
 
 WATCHED = ("testapp.Probe", "testapp.DownstreamCalled")
 

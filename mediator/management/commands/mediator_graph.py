@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from mediator.graph import as_mermaid, as_text, event_map
+from mediator.observability.graph import as_mermaid, as_text, event_map
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
 from mediator.conf import mediator_settings
-from mediator.relay import SweepResult, sweep
+from mediator.recovery.sweep import SweepResult, sweep
 
 logger = logging.getLogger("mediator.relay")
 

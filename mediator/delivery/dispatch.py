@@ -1,0 +1,239 @@
+"""Sending outbox rows to the broker: one task per subscribed handler.
+
+Used right after commit (fast path), by the relay (the sweep) and by the
+reconciler (deliveries the broker lost). A row is marked dispatched only once
+every one of its tasks is with the broker; a row whose publish failed stays
+pending for the relay, and the inbox makes the tasks it had already sent
+harmless when they are sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from celery import Celery, current_app
+from django.db import connection
+from django.db.models import F, QuerySet
+from django.utils import timezone
+from kombu import Producer
+
+from mediator.conf import mediator_settings
+from mediator.delivery.models import OutboxMessage, OutboxStatus
+from mediator.handlers.registry import handler_registry
+from mediator.messages import trace_context
+
+logger = logging.getLogger("mediator.dispatch")
+
+
+@dataclass
+class DispatchResult:
+    dispatched: int = 0
+    no_handlers: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: DispatchResult) -> None:
+        self.dispatched += other.dispatched
+        self.no_handlers += other.no_handlers
+        self.failed += other.failed
+        self.errors += other.errors
+
+
+@dataclass
+class Delivery:
+    """The tasks of one outbox row: its envelope, to these handlers."""
+
+    row_id: int
+    message: dict[str, Any]
+    handlers: tuple[str, ...]
+
+    @property
+    def argsrepr(self) -> str:
+        """What Flower and the worker log show as the task's arguments. Given
+        here, so Celery does not saferepr the whole envelope for every task."""
+        m = self.message
+        return f"({m['event_type']} {m['event_id']} {m['payload']!r:.200})"
+
+
+def delivery_task_id(event_id: uuid.UUID | str, handler: str) -> str:
+    """The same (event, handler) always gets the same task id: a re-sent
+    delivery is recognisable in Flower and in the logs."""
+    return str(uuid.uuid5(uuid.UUID(str(event_id)), handler))
+
+
+def send_task(
+    app: Celery,
+    handler: str,
+    message: dict[str, Any],
+    *,
+    producer: Producer | None = None,
+    task_id: str | None = None,
+    argsrepr: str | None = None,
+    **options: Any,
+) -> str:
+    """Send one delivery: the handler's task, by name (so a handler removed
+    since publishing still gets its message, and the worker poisons it as
+    unknown), in the publisher's trace. Returns the task id."""
+    with trace_context.within(message.get("traceparent", "")):
+        result = app.send_task(
+            handler,
+            args=(message,),
+            task_id=task_id,
+            producer=producer,
+            retry=True,
+            retry_policy=publish_retry_policy(),
+            add_to_parent=False,
+            argsrepr=argsrepr,
+            **options,
+        )
+    return str(result.id)
+
+
+@dataclass
+class SendOutcome:
+    sent: list[Delivery] = field(default_factory=list)
+    failed: list[Delivery] = field(default_factory=list)
+    error: str = ""
+
+
+def publish_retry_policy() -> dict[str, Any]:
+    conf = mediator_settings()
+    interval = float(conf["PUBLISH_RETRY_INTERVAL"])
+    return {
+        "max_retries": int(conf["PUBLISH_MAX_RETRIES"]),
+        "interval_start": 0,
+        "interval_step": interval,
+        "interval_max": interval,
+    }
+
+
+def send(deliveries: Sequence[Delivery]) -> SendOutcome:
+    """Publish the deliveries in order over one producer connection. Stops at the
+    first broker error (the rest would fail the same way); raises nothing."""
+    outcome = SendOutcome()
+    app = current_app
+    try:
+        with app.producer_or_acquire() as producer:
+            for index, delivery in enumerate(deliveries):
+                try:
+                    argsrepr = delivery.argsrepr  # once per event, not per handler
+                    for handler in delivery.handlers:
+                        send_task(
+                            app,
+                            handler,
+                            delivery.message,
+                            producer=producer,
+                            task_id=delivery_task_id(delivery.message["event_id"], handler),
+                            argsrepr=argsrepr,
+                        )
+                except Exception as exc:
+                    outcome.failed = list(deliveries[index:])
+                    outcome.error = f"{type(exc).__name__}: {exc}"
+                    return outcome
+                outcome.sent.append(delivery)
+    except Exception as exc:  # acquiring the producer itself failed
+        outcome.failed = list(deliveries[len(outcome.sent) :])
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    return outcome
+
+
+def mark_dispatched(ids: Sequence[int], handlers: Sequence[str], now: datetime) -> None:
+    """Mark the rows whose tasks are all with the broker; rows no longer
+    pending (a relay got there first) are left as they are."""
+    meta = OutboxMessage._meta
+    params = [
+        OutboxStatus.DISPATCHED.value,
+        meta.get_field("dispatched_at").get_db_prep_save(now, connection),
+        meta.get_field("handlers").get_db_prep_save(list(handlers), connection),
+        OutboxStatus.PENDING.value,
+        *ids,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(meta.db_table)} SET status = %s, "
+            "dispatched_at = %s, handlers = %s, dispatch_attempts = dispatch_attempts + 1, "
+            f"last_error = '' WHERE status = %s AND id IN ({', '.join(['%s'] * len(ids))})",
+            params,
+        )
+
+
+def dispatch(rows: Sequence[tuple[int, dict[str, Any]]]) -> DispatchResult:
+    """Send the tasks of (row id, envelope message) pairs to the handlers
+    subscribed now, then mark the rows: dispatched, no handlers, or still
+    pending with the broker's error."""
+    result = DispatchResult()
+    deliveries: list[Delivery] = []
+    no_handlers: list[int] = []
+    for row_id, message in rows:
+        names = tuple(spec.name for spec in handler_registry.for_type(message["event_type"]))
+        if names:
+            deliveries.append(Delivery(row_id, message, names))
+        else:
+            no_handlers.append(row_id)
+    outcome = send(deliveries)
+
+    now = timezone.now()
+
+    def pending() -> QuerySet[OutboxMessage]:
+        return OutboxMessage.objects.filter(status=OutboxStatus.PENDING)
+
+    by_handlers: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for delivery in outcome.sent:
+        by_handlers[delivery.handlers].append(delivery.row_id)
+    for names, ids in by_handlers.items():
+        mark_dispatched(ids, names, now)
+    result.dispatched = len(outcome.sent)
+    if no_handlers:
+        pending().filter(pk__in=no_handlers).update(
+            status=OutboxStatus.NO_HANDLERS, dispatched_at=now, handlers=[]
+        )
+        result.no_handlers = len(no_handlers)
+    if outcome.failed:
+        pending().filter(pk__in=[d.row_id for d in outcome.failed]).update(
+            dispatch_attempts=F("dispatch_attempts") + 1, last_error=outcome.error[:2000]
+        )
+        result.failed = len(outcome.failed)
+        result.errors.append(outcome.error)
+        logger.warning(
+            "broker unreachable: %d outbox row(s) left pending for the relay: %s",
+            result.failed, outcome.error,
+        )  # fmt: skip
+    return result
+
+
+class BrokerDownPause:
+    """After the broker refused a publish, this process leaves new events to
+    the relay for a while instead of making every request wait out the
+    publish retries again (0.2 s each with the defaults). Any successful send
+    ends the pause early."""
+
+    until = 0.0
+
+    @classmethod
+    def active(cls) -> bool:
+        return time.monotonic() < cls.until
+
+    @classmethod
+    def record(cls, result: DispatchResult) -> None:
+        if result.failed:
+            cls.until = time.monotonic() + float(mediator_settings()["BROKER_DOWN_PAUSE_SECONDS"])
+        elif result.dispatched:
+            cls.until = 0.0
+
+
+def dispatch_after_commit(row_id: int, message: dict[str, Any]) -> None:
+    """The on_commit callback. It must never raise: Django would skip the
+    callbacks registered after it (and so the events published after it)."""
+    if BrokerDownPause.active():
+        return  # the row stays pending; the relay sends it once the broker is back
+    try:
+        BrokerDownPause.record(dispatch([(row_id, message)]))
+    except Exception:
+        logger.exception("dispatch of outbox row %s failed; the relay will retry it", row_id)

@@ -1,0 +1,209 @@
+"""Poisoned deliveries: recording them, and the operator's retry and discard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from importlib import import_module
+from typing import Any
+
+from celery import current_app
+from django.db import connections, transaction
+from django.utils import timezone
+
+from mediator.delivery.dispatch import send_task
+from mediator.delivery.models import InboxRecord, PoisonedTask, PoisonStatus
+from mediator.exceptions import UnknownHandler
+from mediator.handlers.registry import handler_registry
+from mediator.messages.envelope import Envelope
+from mediator.signals import delivery_poisoned
+
+logger = logging.getLogger("mediator.poison")
+
+
+def record(
+    *,
+    handler: str,
+    message: Any,
+    exception: BaseException,
+    traceback_text: str,
+    attempts: int,
+    task_id: str,
+) -> PoisonedTask:
+    """Write (or update: one row per event and handler) the poisoned delivery,
+    and run the delivery_poisoned receivers in the same transaction: a saga
+    run is marked stuck (or its step failed) together with the row, or neither
+    is written and the reconciler sends the delivery again later."""
+    envelope = message if isinstance(message, dict) else {}
+    event_id = _uuid_or_none(envelope.get("event_id"))
+    now = timezone.now()
+    values = {
+        "event_type": str(envelope.get("event_type", ""))[:200],
+        "payload": _json_safe(message),
+        "exception": f"{type(exception).__name__}: {exception}",
+        "traceback": traceback_text,
+        "attempts": attempts,
+        "status": PoisonStatus.POISONED,
+        "task_id": task_id,
+        "last_failed_at": now,
+        "resolved_at": None,
+    }
+    logger.error(
+        "poisoned: %s on %s %s after %d attempt(s): %s",
+        handler, values["event_type"], event_id, attempts, values["exception"],
+    )  # fmt: skip
+    with transaction.atomic():
+        if event_id is None:
+            row = PoisonedTask.objects.create(handler=handler, first_failed_at=now, **values)
+        else:
+            row, _ = PoisonedTask.objects.update_or_create(
+                event_id=event_id,
+                handler=handler,
+                defaults=values,
+                create_defaults={**values, "first_failed_at": now},
+            )
+        delivery_poisoned.send(
+            sender=PoisonedTask,
+            row=row,
+            handler=handler,
+            message=message,
+            error=values["exception"],
+        )
+    return row
+
+
+def record_in_background(*, only_if_not_done: bool = False, **fields: Any) -> threading.Thread:
+    """record() on a thread of its own, for the worker's main process.
+
+    The main process must not wait on the database: on SQLite a handler past
+    its hard time limit still holds the write lock until the main process has
+    killed it, which it does only after the failure callbacks return. If the
+    write fails anyway, the reconciler later finds the delivery neither done
+    nor poisoned and sends it again. With only_if_not_done, a delivery whose
+    inbox record exists (it committed before its process died) is left alone.
+    """
+
+    def run() -> None:
+        with ForkGuard.lock:
+            _record(only_if_not_done, fields)
+
+    thread = threading.Thread(target=run, name="mediator-record-poison")
+    thread.start()
+    return thread
+
+
+class ForkGuard:
+    """The prefork pool forks a replacement for a pool process that died while
+    a record thread may be running. A child forked mid-write inherits the
+    thread's locks (a half-taken import lock, Django's connection state) but not
+    the thread that would release them: it hangs on its first query while
+    holding SQLite's write lock, and every other process then fails with
+    "database is locked". So a fork waits for the record, for at most
+    FORK_WAIT_SECONDS (the main process runs the pool's timers meanwhile), and
+    warm_up() imports beforehand what a record thread would import lazily."""
+
+    FORK_WAIT_SECONDS = 10.0
+    lock = threading.Lock()
+    held = False
+
+    @classmethod
+    def before_fork(cls) -> None:
+        cls.held = cls.lock.acquire(timeout=cls.FORK_WAIT_SECONDS)
+        if not cls.held:
+            logger.warning(
+                "forking while a poisoned task is still being recorded (waited %.0f s)",
+                cls.FORK_WAIT_SECONDS,
+            )
+
+    @classmethod
+    def after_fork(cls) -> None:
+        if cls.held:
+            cls.held = False
+            cls.lock.release()
+
+    @staticmethod
+    def warm_up() -> None:
+        """For the worker's main process, before its pool forks."""
+        for alias in connections:
+            import_module(connections[alias].ops.compiler_module)
+
+
+os.register_at_fork(
+    before=ForkGuard.before_fork,
+    after_in_parent=ForkGuard.after_fork,
+    after_in_child=ForkGuard.after_fork,
+)
+
+
+def _record(only_if_not_done: bool, fields: dict[str, Any]) -> None:
+    try:
+        if only_if_not_done and _done(fields.get("message"), fields["handler"]):
+            logger.info("%s had committed before it was lost; not poisoned", fields["handler"])
+            return
+        record(**fields)
+    except Exception:
+        logger.exception("could not record poisoned task for %s", fields.get("handler"))
+    finally:
+        connections.close_all()
+
+
+def mark_resolved(*, event_id: uuid.UUID, handler: str) -> None:
+    PoisonedTask.objects.filter(
+        event_id=event_id, handler=handler, status=PoisonStatus.RETRIED
+    ).update(status=PoisonStatus.RESOLVED, resolved_at=timezone.now())
+
+
+def retry(row: PoisonedTask) -> None:
+    """Enqueue a fresh attempt with a fresh retry budget. The row says
+    `retried` until that attempt succeeds (then `resolved`) or fails again.
+    A payload that is not an envelope (a message Celery could not decode)
+    cannot be retried: MalformedMessage says why."""
+    if handler_registry.get(row.handler) is None:
+        raise UnknownHandler(f"No handler named {row.handler!r} is registered; cannot retry.")
+    if not isinstance(row.payload, dict):
+        raise UnknownHandler(f"Poisoned task {row.pk} has no event envelope to retry.")
+    message = Envelope.from_message(row.payload).to_message()
+    previous = row.status
+    claimed = PoisonedTask.objects.filter(
+        pk=row.pk, status__in=[PoisonStatus.POISONED, PoisonStatus.RETRIED]
+    ).update(status=PoisonStatus.RETRIED)
+    if not claimed:
+        raise UnknownHandler(f"Poisoned task {row.pk} is no longer poisoned; not retried.")
+    try:
+        task_id = send_task(current_app, row.handler, message, kwargs={"poisoned_retry": True})
+    except Exception:
+        PoisonedTask.objects.filter(pk=row.pk).update(status=previous)
+        raise
+    PoisonedTask.objects.filter(pk=row.pk).update(task_id=task_id)
+
+
+def discard(row: PoisonedTask) -> None:
+    PoisonedTask.objects.filter(pk=row.pk, status=PoisonStatus.POISONED).update(
+        status=PoisonStatus.DISCARDED, resolved_at=timezone.now()
+    )
+
+
+def _done(message: Any, handler: str) -> bool:
+    event_id = _uuid_or_none(message.get("event_id")) if isinstance(message, dict) else None
+    return (
+        event_id is not None
+        and InboxRecord.objects.filter(event_id=event_id, handler=handler).exists()
+    )
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _json_safe(message: Any) -> Any:
+    try:
+        json.dumps(message)
+    except (TypeError, ValueError):
+        return {"unserializable": repr(message)[:10_000]}
+    return message

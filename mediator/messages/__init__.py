@@ -1,0 +1,2 @@
+"""Messages: event and command classes, their type registry, the envelope
+they travel in, and the context (ids, trace) a message carries."""

@@ -1,0 +1,1 @@
+"""Resilience: circuit breakers shared by every worker, and their behaviour."""

@@ -1,0 +1,1 @@
+"""Sagas: workflows of commands across apps, compensated newest first."""

@@ -1,0 +1,34 @@
+"""The mediator's views, for a project's root URLconf:
+
+    urlpatterns = [
+        path("", include("mediator.urls")),  # before admin.site.urls
+        path("admin/", admin.site.urls),
+        ...
+    ]
+
+It serves the dashboard and the breakers' "Close" button under
+/admin/mediator/ (staff only, through the admin's login), and /metrics
+(Prometheus; MEDIATOR["METRICS_TOKEN"] guards it). Include it before
+admin.site.urls, whose catch-all would answer /admin/mediator/dashboard/
+with a 404.
+"""
+
+from django.contrib import admin
+from django.urls import path
+
+from mediator.ops.dashboard import dashboard
+from mediator.ops.views import close_breaker, metrics_view
+
+urlpatterns = [
+    path(
+        "admin/mediator/dashboard/",
+        admin.site.admin_view(dashboard),
+        name="mediator-dashboard",
+    ),
+    path(
+        "admin/mediator/breakers/<str:name>/close/",
+        admin.site.admin_view(close_breaker),
+        name="mediator-close-breaker",
+    ),
+    path("metrics", metrics_view, name="metrics"),
+]
