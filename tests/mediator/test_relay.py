@@ -12,11 +12,14 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from mediator import publish
-from mediator.events import Envelope
+from mediator.delivery.mapping import row_for
+from mediator.messages.envelope import Envelope
 from mediator.models import OutboxMessage, OutboxStatus
+from mediator.recovery.relay import relay_once
 from scripts.redis_server import RedisServer
 from tests.mediator.helpers import FLAKY, RECORD, effects, handled, new_key, store
 from tests.support import ROOT, Worker, subprocess_env, wait_for
@@ -84,7 +87,7 @@ def test_relay_leaves_fresh_rows_to_the_after_commit_path() -> None:
 RELAY = """
 import sys, time, django, redis
 django.setup()
-from mediator.relay import relay_pending
+from mediator.recovery.relay import relay_pending
 r = redis.Redis.from_url(sys.argv[1])
 while not r.exists("go"):
     time.sleep(0.005)
@@ -93,19 +96,41 @@ print(result.dispatched)
 """
 
 
+def pending_parked_rows(rows: int) -> None:
+    """`rows` events pending for a minute, for a queue no test worker consumes."""
+    past = timezone.now() - timedelta(minutes=1)
+    chunk = []
+    for n in range(rows):
+        row = row_for(Envelope.wrap(Parked(n=n), correlation_id=None, causation_id=None))
+        row.created_at = past
+        chunk.append(row)
+    OutboxMessage.objects.bulk_create(chunk)
+
+
+def test_the_relay_runs_as_many_queries_for_three_rows_as_for_sixty(
+    redis_server: RedisServer,
+) -> None:
+    """Every field the envelope needs is loaded with the batch (the mapping's
+    columns): no row costs a query of its own."""
+
+    def relay(rows: int) -> list[str]:
+        pending_parked_rows(rows)
+        with CaptureQueriesContext(connection) as queries:
+            result = relay_once(grace_seconds=0)
+        assert result.dispatched == rows
+        return [query["sql"] for query in queries.captured_queries]
+
+    try:
+        small, large = relay(3), relay(60)
+    finally:
+        store().delete("parked")
+    assert len(small) == len(large), "\n".join(large)
+    assert not OutboxMessage.objects.filter(status=OutboxStatus.PENDING).exists()
+
+
 def test_two_relays_at_once_dispatch_each_row_exactly_once(redis_server: RedisServer) -> None:
     rows = 2000
-    past = timezone.now() - timedelta(minutes=1)
-    envelopes = [
-        Envelope.wrap(Parked(n=n), correlation_id=None, causation_id=None) for n in range(rows)
-    ]
-    OutboxMessage.objects.bulk_create(
-        OutboxMessage(
-            event_id=e.event_id, event_type=e.event_type, version=e.version, payload=e.payload,
-            occurred_at=e.occurred_at, created_at=past,
-        )
-        for e in envelopes
-    )  # fmt: skip
+    pending_parked_rows(rows)
     r = store()
     r.delete("go", "parked")
     env = subprocess_env(redis_server.url)
