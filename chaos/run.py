@@ -107,6 +107,18 @@ class Stack:
         time.sleep(random.uniform(0.5, 3.0))  # the outage
         self.redis.start()
 
+    def restart_postgres(self, *, mode: str) -> None:
+        """pg_ctl restart of the throwaway server scripts/with-postgres started:
+        a fast shutdown ends every session cleanly, an immediate one like a
+        crash (recovery on start). Connections held by workers, the relay and
+        this driver are all broken."""
+        run_as = os.environ.get("WITH_POSTGRES_AS", "").split()
+        pg_ctl, data = os.environ["WITH_POSTGRES_PG_CTL"], os.environ["WITH_POSTGRES_DATA"]
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", data, "-m", mode, "-w", "-t", "60", "restart"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
     def stop(self) -> None:
         for process in [*self.workers, *([self.relay] if self.relay else [])]:
             _killpg(process)
@@ -131,6 +143,9 @@ FAULTS = {
     "restart redis": lambda s: s.restart_redis(wipe=False),
     "restart redis wiped": lambda s: s.restart_redis(wipe=True),
 }
+if os.environ.get("WITH_POSTGRES_DATA"):  # scripts/with-postgres started the database
+    FAULTS["restart postgres (fast)"] = lambda s: s.restart_postgres(mode="fast")
+    FAULTS["restart postgres (immediate)"] = lambda s: s.restart_postgres(mode="immediate")
 
 
 def drive(
@@ -138,7 +153,7 @@ def drive(
 ) -> dict[str, Any]:
     """Place and cancel orders for `duration` seconds while injecting faults."""
     from django.contrib.auth.models import User
-    from django.db import transaction
+    from django.db import InterfaceError, OperationalError, connection, transaction
 
     from mediator.models import OutboxMessage
     from ordering.models import Order, OrderStatus
@@ -152,6 +167,7 @@ def drive(
     rolled_back: set[str] = set()
     faults: Counter[str] = Counter()
     committed = 0
+    db_errors = 0
     crashes = 0
     started = time.monotonic()
     next_fault = started + fault_every
@@ -179,6 +195,12 @@ def drive(
             pass
         except OrderError:
             pass
+        except (OperationalError, InterfaceError):
+            # The database restarted under this request: its transaction did
+            # not commit (or, at COMMIT, may have: the ledger reads what is
+            # in the outbox, not what this loop counted).
+            db_errors += 1
+            connection.close()
         crashes += stack.revive()
         if time.monotonic() >= next_fault:
             name = random.choice(list(FAULTS))
@@ -188,7 +210,8 @@ def drive(
             next_fault = last_fault + random.uniform(0.5, 1.5) * fault_every
         time.sleep(max(0.0, 1 / rate - (time.monotonic() - tick)))
     return {"rolled_back": rolled_back, "faults": faults, "last_fault": last_fault,
-            "transactions_committed": committed, "crashes": crashes}  # fmt: skip
+            "transactions_committed": committed, "crashes": crashes,
+            "requests_failed_by_database": db_errors}  # fmt: skip
 
 
 class _RollBack(Exception):
@@ -308,6 +331,7 @@ def ledger(
         ("rolled-back events that reached a handler", leaked, leaked == 0),
         ("faults injected", sum(driven["faults"].values()), True),
         ("processes that died on their own (restarted)", driven["crashes"], True),
+        ("requests refused by a restarting database", driven["requests_failed_by_database"], True),
         ("settled (s after the last fault)",
          None if settled_after is None else round(since_last_fault + settled_after, 1),
          settled_after is not None),

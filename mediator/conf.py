@@ -43,8 +43,13 @@ DEFAULTS: dict[str, Any] = {
     # message is not a place for documents.
     "MAX_PAYLOAD_BYTES": 64 * 1024,
     # Record "running" / "retrying" per delivery for the order timeline and the
-    # dashboard: one small write per handler run. Off: they show "queued".
+    # dashboard (a write for a run that lasts, fails or is redelivered; none
+    # for a quick first try on PostgreSQL). Off: they show "queued".
     "TRACK_PROGRESS": True,
+    # A run still going after this many seconds is recorded as "running"
+    # (mediator.worker.slow_runs); quicker ones write no progress row at all.
+    # 0 records every run, at the cost of one write each.
+    "RECORD_RUNNING_AFTER": 0.5,
     # The poisoned-task admin's "see also" links: a dotted path to a callable
     # (poisoned_task) -> [(url, label), ...]. The default links the event's
     # outbox row and the task in Flower; a project's adapter can add its own

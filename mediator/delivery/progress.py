@@ -2,8 +2,9 @@
 
 Advisory only: the inbox record and the poisoned row decide what happened. A
 progress write that fails is logged and ignored; it never fails a delivery.
-MEDIATOR["TRACK_PROGRESS"] = False saves the one write per handler run (the
-timeline then shows "queued" until a delivery is done or poisoned).
+"Running" is written only for runs that last (mediator.worker.slow_runs).
+MEDIATOR["TRACK_PROGRESS"] = False writes nothing here (the timeline then
+shows "queued" until a delivery is done or poisoned).
 """
 
 from __future__ import annotations

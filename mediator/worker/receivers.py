@@ -3,24 +3,33 @@
 Two failures never reach run_delivery's decision: a pool process that died
 (after retry_on_worker_lost ran out) and a hard time limit; and a message for
 a handler task this worker does not have is dropped by Celery. Each is kept
-as a poisoned delivery here.
+as a poisoned delivery here. And the worker keeps its database connections
+across tasks (mediator.worker.connections).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import Task, current_app
 from celery.exceptions import Retry
 from celery.signals import task_failure, task_unknown, worker_init
 
 from mediator.delivery import poison
 from mediator.exceptions import HandlerPoisoned, UnknownHandler
 from mediator.handlers.registry import handler_registry
+from mediator.worker import connections
 
 
 def _warm_up_poison_records(**_: Any) -> None:
     poison.ForkGuard.warm_up()
+
+
+def _keep_connections(sender: Any = None, **_: Any) -> None:
+    # Runs after the Django fixup's own worker_init receiver (connected when
+    # the Celery app was made), so the per-task closes it installs are there
+    # to be replaced.
+    connections.take_over(sender.app if sender is not None else current_app)
 
 
 def _poison_lost_or_timed_out(
@@ -72,5 +81,6 @@ def _poison_unknown_handler(
 
 def connect() -> None:
     worker_init.connect(_warm_up_poison_records, weak=False)
+    worker_init.connect(_keep_connections, weak=False)
     task_failure.connect(_poison_lost_or_timed_out, weak=False)
     task_unknown.connect(_poison_unknown_handler, weak=False)

@@ -31,6 +31,7 @@ from mediator.messages.context import delivery_log_context, message_context
 from mediator.messages.envelope import Envelope
 from mediator.signals import delivery_deferred, delivery_retrying
 from mediator.worker.outcome import Outcome, Verdict, decide
+from mediator.worker.slow_runs import slow_runs
 
 logger = logging.getLogger("mediator.handler")
 
@@ -76,13 +77,13 @@ def run_delivery(
         correlation_id=envelope.correlation_id or "-",
         causation_id=envelope.causation_id or "-",
     ):
-        progress.record_running(envelope.event_id, spec.name, attempt.number)
         with message_context(
             correlation_id=envelope.correlation_id,
             causation_id=str(envelope.event_id),
             handling=envelope.event_id,
         ):
-            error = run(event, context)
+            with slow_runs.watching(envelope.event_id, spec.name, attempt.number):
+                error = run(event, context)
             outcome = decide(
                 spec, error=error, duplicate=context.duplicate, retries=attempt.retries
             )

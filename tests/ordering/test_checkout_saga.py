@@ -487,7 +487,11 @@ def test_cancelling_a_completed_paid_order_refunds_it_and_restocks(
     assert on_hand() == STOCK  # in the cancelling transaction
     # The refund and the shipment's cancellation are tasks of their own.
     wait_for(lambda: charge(run).status == "refunded", message="the refund")  # type: ignore[union-attr]
-    assert Payment.objects.get(order=order).status == PaymentStatus.REFUNDED
+    # The provider refunds inside the handler, before its transaction commits.
+    wait_for(
+        lambda: Payment.objects.get(order=order).status == PaymentStatus.REFUNDED,
+        message="the payment row to say refunded",
+    )
     wait_for(
         lambda: Shipment.objects.get(order_id=order.pk).status == ShipmentStatus.CANCELLED,
         message="the shipment to be cancelled",

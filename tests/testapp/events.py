@@ -30,3 +30,12 @@ class DownstreamCalled(DomainEvent):
     event_type = "testapp.DownstreamCalled"
 
     key: str
+
+
+class Noted(DomainEvent):
+    """Its handler notes which database connection it ran on (mode=fail: then fails)."""
+
+    event_type = "testapp.Noted"
+
+    key: str
+    mode: str = "ok"

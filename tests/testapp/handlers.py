@@ -7,6 +7,7 @@ failure rolls back.
 import os
 import signal
 import time
+import uuid
 from typing import Any
 
 import redis
@@ -16,7 +17,7 @@ from django.db import OperationalError, connection
 
 from mediator import Deferred, PermanentError, current_event_id, handles
 from tests.testapp.commands import Probe
-from tests.testapp.events import DownstreamCalled, Parked, Pinged, Stalled
+from tests.testapp.events import DownstreamCalled, Noted, Parked, Pinged, Stalled
 from tests.testapp.models import Effect
 
 FLAKY = "tests.testapp.handlers.flaky_ping"
@@ -124,3 +125,25 @@ def call_downstream(event: DownstreamCalled) -> None:
     if down:
         raise ConnectionError("downstream is down")
     Effect.objects.create(event_id=current_event_id(), handler="call_downstream")
+
+
+@handles(Noted, queue="connections", max_retries=3, backoff=0.1, backoff_max=0.1, jitter=False)
+def note_connection(event: Noted) -> None:
+    """Pushes "pid token backend" to Redis "connections:<key>": the token lives
+    in a temporary table, which lasts as long as the database connection. On
+    its own queue, so only the one-process worker a test starts runs it."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS connection_token (token text)")
+        cursor.execute("SELECT token FROM connection_token")
+        row = cursor.fetchone()
+        if row is None:
+            row = (uuid.uuid4().hex,)
+            cursor.execute("INSERT INTO connection_token (token) VALUES (%s)", row)
+        backend = "-"
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = str(cursor.fetchone()[0])
+    store().rpush(f"connections:{event.key}", f"{os.getpid()} {row[0]} {backend}")
+    Effect.objects.create(event_id=current_event_id(), handler="note_connection")
+    if event.mode == "fail" and store().incr(f"attempts:{event.key}") == 1:
+        raise ConnectionError("downstream unavailable (once)")
