@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import DatabaseError
+
 from mediator.delivery import inbox
 from mediator.exceptions import Deferred
 from mediator.handlers.pipeline import CallNext, HandlerContext
@@ -24,9 +26,11 @@ def circuit_breaker(message: Message, context: HandlerContext, call_next: CallNe
     try:
         result = call_next()
     except Exception as exc:
-        if context.spec.should_retry(exc) and not isinstance(exc, Deferred):
+        if context.spec.should_retry(exc) and not isinstance(exc, Deferred | DatabaseError):
             breaker.record_failure(ticket)
-        else:  # a bug or a refusal says nothing about the downstream's health
+        else:
+            # A bug, a refusal or our own database (restarted, say) says
+            # nothing about the downstream's health.
             breaker.release(ticket)
         raise
     if context.duplicate:  # raced with another delivery: the downstream was not called

@@ -272,3 +272,28 @@ def test_a_redelivery_the_inbox_skips_is_neither_deferred_nor_a_probe(
     assert context.duplicate
     assert calls(store()) == []  # the downstream was not called
     assert quick_breaker.state().state == "open"  # and the breaker did not move
+
+
+def test_a_database_error_is_not_a_failure_of_the_downstream(quick_breaker: Breaker) -> None:
+    """A PostgreSQL restart fails every run in flight; the breaker in front of
+    the mail server must not open for it."""
+    from django.db import OperationalError
+
+    from mediator.handlers.pipeline import HandlerContext
+    from mediator.handlers.registry import get_handler
+    from mediator.resilience.behaviours import circuit_breaker
+
+    spec = get_handler(HANDLER)
+    assert spec is not None
+
+    def database_restarting() -> None:
+        raise OperationalError("terminating connection due to administrator command")
+
+    for _ in range(quick_breaker.settings.failure_threshold + 1):
+        context = HandlerContext(
+            spec=spec, message_id=uuid.uuid4(), correlation_id="c", causation_id="",
+            attempt=1, delivered=False,
+        )  # fmt: skip
+        with pytest.raises(OperationalError):
+            circuit_breaker(DownstreamCalled(key="db"), context, database_restarting)
+    assert (quick_breaker.state().state, quick_breaker.state().failures) == ("closed", 0)
