@@ -7,7 +7,7 @@ news travels up by signals (mediator.signals). `make lint` holds the layers
 to this order with import-linter (pyproject.toml, [tool.importlinter]):
 
     ops            admin, dashboard, views, middleware, system checks
-                   (and the app shell: apps, admin, urls, models, management)
+                   (and the app shell: apps, wiring, admin, urls, models, management)
     observability  metrics, tracing setup, log filter, timeline, selectors, graph
     sagas | resilience
                    saga declarations and runner | circuit breakers

@@ -1,7 +1,4 @@
 from django.apps import AppConfig
-from django.core import checks
-from django.core.signals import setting_changed
-from django.utils.module_loading import autodiscover_modules
 
 
 class MediatorConfig(AppConfig):
@@ -10,30 +7,9 @@ class MediatorConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # The app shell is the top of the layers: it may import any of them,
-        # and only here, once the app registry is ready.
-        from mediator import conf
-        from mediator.handlers import pipeline
-        from mediator.observability import metrics, tracing
-        from mediator.ops.checks import check_wiring
-        from mediator.recovery import sweep  # noqa: F401  (the beat task)
-        from mediator.resilience import breaker
-        from mediator.sagas import runner
-        from mediator.worker import receivers, tasks
+        # Not at the top: Django imports this module before models can be
+        # imported, and the wiring reaches models (Django's own pattern for
+        # connecting signals in ready()).
+        from mediator import wiring
 
-        for reset in (
-            conf.reset_on_setting_changed,
-            pipeline.reset_on_setting_changed,
-            breaker.reset_on_setting_changed,
-        ):
-            setting_changed.connect(reset, dispatch_uid=f"{reset.__module__}.reset")
-        checks.register(check_wiring, "mediator")
-        # Every installed app's handlers.py and sagas.py, so @handles and the
-        # sagas register in web and worker alike; then the sagas' step
-        # handlers, then a Celery task for every handler (and for later ones).
-        autodiscover_modules("handlers", "sagas")
-        runner.connect()
-        tasks.connect()
-        receivers.connect()
-        metrics.connect()
-        tracing.setup()
+        wiring.connect()

@@ -38,7 +38,11 @@ class SlowRuns:
 
     @contextmanager
     def watching(self, event_id: uuid.UUID, handler: str, attempt: int) -> Iterator[None]:
-        after = float(mediator_settings()["RECORD_RUNNING_AFTER"])
+        conf = mediator_settings()
+        if not conf["TRACK_PROGRESS"]:
+            yield
+            return
+        after = float(conf["RECORD_RUNNING_AFTER"])
         if attempt > 1 or after <= 0 or connection.vendor == "sqlite":
             progress.record_running(event_id, handler, attempt)
             yield

@@ -89,7 +89,10 @@ import sys, time, django, redis
 django.setup()
 from mediator.recovery.relay import relay_pending
 r = redis.Redis.from_url(sys.argv[1])
-while not r.exists("go"):
+deadline = time.monotonic() + 60
+while not r.exists("go"):  # the start gate: every relay begins at once
+    if time.monotonic() > deadline:
+        sys.exit("no go within 60 s")
     time.sleep(0.005)
 result = relay_pending(batch_size=50, grace_seconds=0)
 print(result.dispatched)

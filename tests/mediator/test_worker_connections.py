@@ -25,6 +25,12 @@ postgresql_only = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def noting_worker(start_worker: Callable[..., Worker]) -> Callable[..., Worker]:
+    """A one-process worker for the handler's own queue, with these environment variables."""
+    return lambda **env: start_worker(concurrency=1, queues="connections", env=env)
+
+
 def run_noted(key: str, mode: str = "ok") -> None:
     """Publish one Noted event and wait until its handler is done."""
     with transaction.atomic():
@@ -39,9 +45,9 @@ def connections_used(key: str) -> list[tuple[str, str, str]]:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_keeps_its_database_connection_across_tasks(
-    start_worker: Callable[..., Worker],
+    noting_worker: Callable[..., Worker],
 ) -> None:
-    start_worker(concurrency=1, queues="connections")
+    noting_worker()
     key = new_key()
     for _ in range(4):
         run_noted(key)
@@ -53,9 +59,9 @@ def test_a_worker_keeps_its_database_connection_across_tasks(
 
 @pytest.mark.django_db(transaction=True)
 def test_conn_max_age_0_gives_each_task_a_new_connection(
-    start_worker: Callable[..., Worker],
+    noting_worker: Callable[..., Worker],
 ) -> None:
-    start_worker(concurrency=1, queues="connections", env={"DATABASE_CONN_MAX_AGE": "0"})
+    noting_worker(DATABASE_CONN_MAX_AGE="0")
     key = new_key()
     for _ in range(3):
         run_noted(key)
@@ -67,9 +73,9 @@ def test_conn_max_age_0_gives_each_task_a_new_connection(
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_a_connection_the_server_closed_is_replaced_before_the_next_task_uses_it(
-    start_worker: Callable[..., Worker],
+    noting_worker: Callable[..., Worker],
 ) -> None:
-    start_worker(concurrency=1, queues="connections")
+    noting_worker()
     key = new_key()
     run_noted(key)
     backend = int(connections_used(key)[0][2])
@@ -95,9 +101,9 @@ def test_a_connection_the_server_closed_is_replaced_before_the_next_task_uses_it
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_task_leaves_no_connection_to_the_next(
-    start_worker: Callable[..., Worker],
+    noting_worker: Callable[..., Worker],
 ) -> None:
-    start_worker(concurrency=1, queues="connections")
+    noting_worker()
     key = new_key()
     run_noted(key, mode="fail")  # attempt 1 fails, attempt 2 succeeds
     used = connections_used(key)

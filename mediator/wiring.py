@@ -1,0 +1,38 @@
+"""What MediatorConfig.ready() switches on, once the app registry is ready.
+
+The top of the layers (the app shell): it may import any of them. Kept out
+of apps.py because Django imports apps.py before any model can be imported,
+and most of what is connected here reaches a model.
+"""
+
+from django.core import checks
+from django.core.signals import setting_changed
+from django.utils.module_loading import autodiscover_modules
+
+from mediator import conf
+from mediator.handlers import pipeline
+from mediator.observability import metrics, tracing
+from mediator.ops.checks import check_wiring
+from mediator.recovery import sweep  # noqa: F401  (registers the beat task)
+from mediator.resilience import breaker
+from mediator.sagas import runner
+from mediator.worker import receivers, tasks
+
+
+def connect() -> None:
+    for reset in (
+        conf.reset_on_setting_changed,
+        pipeline.reset_on_setting_changed,
+        breaker.reset_on_setting_changed,
+    ):
+        setting_changed.connect(reset, dispatch_uid=f"{reset.__module__}.reset")
+    checks.register(check_wiring, "mediator")
+    # Every installed app's handlers.py and sagas.py, so @handles and the
+    # sagas register in web and worker alike; then the sagas' step handlers,
+    # then a Celery task for every handler (and for later ones).
+    autodiscover_modules("handlers", "sagas")
+    runner.connect()
+    tasks.connect()
+    receivers.connect()
+    metrics.connect()
+    tracing.setup()
