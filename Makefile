@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 
 DURATION ?= 120
 DB       ?= sqlite
+BROKER   ?= redis
 
 .PHONY: install run test test-postgres lint format migrate chaos bench clean
 
@@ -36,9 +37,9 @@ test-postgres: install
 chaos: install
 	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m chaos.run --duration $(DURATION) $(CHAOS_ARGS)
 
-# The mediator against raw Celery, same run: make bench [QUICK=1] [DB=postgres] [BENCH_ARGS=...]
+# The mediator against raw Celery, same run: make bench [QUICK=1] [DB=postgres] [BROKER=rabbitmq] [BENCH_ARGS=...]
 bench: install
-	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
+	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(if $(filter rabbitmq,$(BROKER)),scripts/with-rabbitmq) $(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

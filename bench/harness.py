@@ -83,6 +83,10 @@ def relay_argv(*extra: str) -> list[str]:
     return [sys.executable, "manage.py", "relay_outbox", *extra]
 
 
+def is_amqp(broker_url: str) -> bool:
+    return broker_url.startswith(("amqp", "pyamqp"))
+
+
 def clear(redis_url: str) -> None:
     """Empty the broker and every table a scenario writes."""
     import redis
@@ -91,6 +95,16 @@ def clear(redis_url: str) -> None:
     from mediator.models import DeliveryProgress, InboxRecord, OutboxMessage, PoisonedTask
 
     redis.Redis.from_url(redis_url).flushdb()
+    if is_amqp(broker := os.environ.get("CELERY_BROKER_URL", "")):
+        from kombu import Connection
+
+        with Connection(broker) as conn:
+            for queue in ("celery",):
+                try:
+                    channel: Any = conn.default_channel
+                    channel.queue_purge(queue)
+                except conn.channel_errors:  # not declared yet
+                    conn.close()
     for model in (
         RawRun, LatencySample, InboxRecord, DeliveryProgress, PoisonedTask, OutboxMessage, Counter,
     ):  # fmt: skip

@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis as redis_client
 from django.db import transaction
 from django.db.models import F, Max, Min, Sum
 from django.utils import timezone
+from kombu import Connection
+from kombu.simple import SimpleQueue
 
 from bench.events import Pinged, Ticked
 from bench.harness import (
@@ -26,6 +28,7 @@ from bench.harness import (
     Worker,
     check_no_poison,
     clear,
+    is_amqp,
     percentile,
     relay_argv,
     wait_until,
@@ -45,17 +48,32 @@ class Stack:
     redis: RedisServer
     env: dict[str, str]
     workdir: Path
+    broker_url: str = ""  # the Redis above unless RabbitMQ was given
 
     def worker(self, **env: str) -> Worker:
         return Worker({**self.env, **env}, self.workdir)
 
     def queued(self) -> int:
+        if is_amqp(self.broker_url):
+            with Connection(self.broker_url) as conn:
+                channel: Any = conn.default_channel
+                return int(channel.queue_declare("celery", passive=True).message_count)
         return int(redis_client.Redis.from_url(self.redis.url).llen("celery"))
 
     def distinct_queued_ids(self) -> int:
         """Task ids are one per (event, handler): a row sent twice repeats two."""
-        broker = redis_client.Redis.from_url(self.redis.url)
         ids: set[str] = set()
+        if is_amqp(self.broker_url):  # read every message off the queue
+            with Connection(self.broker_url) as conn:
+                queue = SimpleQueue(cast(Any, conn), "celery", no_ack=True)
+                try:
+                    while True:
+                        ids.add(queue.get(timeout=2).headers["id"])
+                except queue.Empty:
+                    return len(ids)
+                finally:
+                    queue.close()
+        broker = redis_client.Redis.from_url(self.redis.url)
         for start in range(0, broker.llen("celery"), 10_000):
             for raw in broker.lrange("celery", start, start + 9_999):
                 ids.add(json.loads(raw)["headers"]["id"])
@@ -237,7 +255,7 @@ print(relay_pending(grace_seconds=0).dispatched)
 """
 
 
-def relay_drain(stack: Stack, rows: int, relays: int) -> float:
+def relay_drain(stack: Stack, rows: int, relays: int, **env: str) -> float:
     """Rows per second that `relays` relay processes dispatch from a full
     outbox (no worker running); checks each row went out once."""
     import sys
@@ -246,7 +264,7 @@ def relay_drain(stack: Stack, rows: int, relays: int) -> float:
     pending_rows(rows)
     broker = redis_client.Redis.from_url(stack.redis.url)
     procs = [
-        Process([sys.executable, "-c", RELAY, stack.redis.url], stack.env,
+        Process([sys.executable, "-c", RELAY, stack.redis.url], {**stack.env, **env},
                 stack.workdir / f"relay-{i}-{time.monotonic_ns()}.log")
         for i in range(relays)
     ]  # fmt: skip

@@ -8,14 +8,18 @@ import sys
 import time
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from mediator import publish
+from mediator.delivery.dispatch import PIPELINE_ROWS
 from mediator.delivery.mapping import row_for
 from mediator.messages.envelope import Envelope
 from mediator.models import OutboxMessage, OutboxStatus
@@ -24,6 +28,7 @@ from scripts.redis_server import RedisServer
 from tests.mediator.helpers import FLAKY, RECORD, effects, handled, new_key, store
 from tests.support import ROOT, Worker, subprocess_env, wait_for
 from tests.testapp.events import Parked, Pinged
+from tests.testapp.models import Effect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -158,3 +163,75 @@ def test_two_relays_at_once_dispatch_each_row_exactly_once(redis_server: RedisSe
     if connection.vendor == "postgresql":
         assert min(counts) > 0, f"SKIP LOCKED should share the work: {counts}"
     r.delete("parked")
+
+
+KILLABLE_RELAY = """
+import json, sys, django
+django.setup()
+from mediator.recovery.relay import relay_pending
+result = relay_pending(grace_seconds=0)
+print(json.dumps({"dispatched": result.dispatched, "failed": result.failed}))
+"""
+
+
+def run_relay(broker_url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_RELAY], cwd=ROOT,
+        env=subprocess_env(broker_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_broker_killed_mid_batch_loses_nothing_and_the_inbox_absorbs_the_resent(
+    tmp_path: Path,
+) -> None:
+    """Redis is SIGKILLed while the relay's pipelines go out (batches of 200
+    rows on SQLite, 500 on PostgreSQL, 100 rows a pipeline): the rows of
+    pipelines Redis answered are dispatched, the rest stay pending, and the
+    next relay sends them; the one pipeline in flight may arrive twice, and
+    the worker runs each event once all the same."""
+    rows = 2000
+    pending_parked_rows(rows)
+    broker = RedisServer(data_dir=tmp_path / "redis").start()  # AOF: what it took survives
+    worker: Worker | None = None
+    try:
+        client = redis.Redis.from_url(broker.url)
+        relay = run_relay(broker.url)
+        wait_for(lambda: client.llen("parked") > 0, timeout=60, message="first pipeline sent")
+        assert broker.process is not None
+        broker.process.kill()
+        broker.process.wait(5)
+        out, err = relay.communicate(timeout=60)
+        assert relay.returncode == 0, err
+        first = json.loads(out)
+        assert first["dispatched"] > 0, first  # it died mid-batch: some rows went out,
+        assert first["failed"] > 0, first  # and some were refused
+        pending = OutboxMessage.objects.filter(status=OutboxStatus.PENDING)
+        assert pending.count() == rows - first["dispatched"]
+        refused = pending.exclude(last_error="")
+        assert refused.count() == first["failed"]
+        assert "Error" in refused.first().last_error  # type: ignore[union-attr]
+
+        broker.start()
+        relay = run_relay(broker.url)
+        out, err = relay.communicate(timeout=60)
+        assert relay.returncode == 0, err
+        assert json.loads(out) == {"dispatched": rows - first["dispatched"], "failed": 0}
+        assert not pending.exists()
+
+        ids = [json.loads(raw)["headers"]["id"] for raw in client.lrange("parked", 0, -1)]
+        assert len(set(ids)) == rows, "a row's task was lost"
+        assert len(ids) - rows <= PIPELINE_ROWS, "more re-sent than the one pipeline in flight"
+
+        worker = Worker(broker_url=broker.url, log_dir=tmp_path, queues="parked").wait_ready()
+        wait_for(lambda: client.llen("parked") == 0 and Effect.objects.filter(handler="parked")
+                 .values("event_id").distinct().count() == rows,
+                 timeout=120, message="every parked event handled")  # fmt: skip
+        duplicated = (
+            Effect.objects.filter(handler="parked")
+            .values("event_id").annotate(n=Count("id")).filter(n__gt=1)
+        )  # fmt: skip
+        assert not duplicated.exists(), list(duplicated[:5])
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.stop()
