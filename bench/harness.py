@@ -78,6 +78,12 @@ class Worker(Process):
         main = psutil.Process(self.process.pid)
         return sum(p.memory_info().rss for p in [main, *main.children(recursive=True)])
 
+    def cpu_seconds(self) -> float:
+        """CPU time the main process and its pool children have used so far."""
+        main = psutil.Process(self.process.pid)
+        times = [p.cpu_times() for p in [main, *main.children(recursive=True)]]
+        return sum(t.user + t.system for t in times)
+
 
 def relay_argv(*extra: str) -> list[str]:
     return [sys.executable, "manage.py", "relay_outbox", *extra]

@@ -86,6 +86,12 @@ def run_scenarios(sizes: dict[str, Any], runs: int, only: set[int], stack: Any) 
                     list(zip(lat[f"mediator_p{q}"], lat[f"raw_p{q}"], strict=True)),
                     "p99 ratio <= 2 at low rate" if (q, label) == (99, "low") else "",
                 )  # fmt: skip
+            for part in ("publisher", "worker"):  # what the 2 cores were doing meanwhile
+                pair(
+                    f"3 {part} cores busy at {label} ({rate} events/s)", "cores",
+                    list(zip(lat[f"mediator_{part}_cores"], lat[f"raw_{part}_cores"], strict=True)),
+                    "",
+                )  # fmt: skip
     if 4 in only:
         rows = sizes["relay_rows"]
         raw_rate = [s.raw_producer(stack, sizes["raw_producer_messages"]) for _ in range(runs)]

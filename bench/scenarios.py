@@ -185,13 +185,25 @@ def throughput(stack: Stack, events: int) -> tuple[float, float, float]:
 # 3 ---------------------------------------------------------------------------
 
 
-def latency_ms(kind: str, rate: float, seconds: float) -> list[float]:
+@dataclass
+class CpuShare:
+    """Cores kept busy while a latency run published and the worker ran it."""
+
+    publisher: float
+    worker: float
+
+
+def latency_ms(
+    kind: str, rate: float, seconds: float, worker: Worker
+) -> tuple[list[float], CpuShare]:
     """Publish at `rate` events per second for `seconds`; for each handler
-    run, the milliseconds from the publisher's commit to the handler's start."""
+    run, the milliseconds from the publisher's commit to the handler's start,
+    and the CPU the publisher and the worker spent meanwhile."""
     batch = f"{kind}-{uuid.uuid4().hex[:12]}"
     committed: dict[int, float] = {}
     count = max(1, round(rate * seconds))
     began = time.monotonic()
+    publisher_cpu, worker_cpu = time.process_time(), worker.cpu_seconds()
     for i in range(count):
         pause = began + i / rate - time.monotonic()
         if pause > 0:
@@ -204,25 +216,32 @@ def latency_ms(kind: str, rate: float, seconds: float) -> list[float]:
             else:
                 transaction.on_commit(lambda i=i: raw_ping_a.delay(i, batch))  # type: ignore[misc]
                 transaction.on_commit(lambda i=i: raw_ping_b.delay(i, batch))  # type: ignore[misc]
+    publisher_cpu = time.process_time() - publisher_cpu
     samples = LatencySample.objects.filter(batch=batch)
     wait_until(lambda: samples.count() >= 2 * count, timeout=600, what=f"{kind} batch {batch}")
+    elapsed = time.monotonic() - began
+    share = CpuShare(publisher_cpu / elapsed, (worker.cpu_seconds() - worker_cpu) / elapsed)
     if (got := samples.count()) != 2 * count:
         raise RuntimeError(f"latency {kind} batch {batch}: {got} runs for {2 * count} owed")
-    return [(started - committed[n]) * 1000 for n, started in samples.values_list("n", "started")]
+    values = samples.values_list("n", "started")
+    return [(started - committed[n]) * 1000 for n, started in values], share
 
 
 def latency(stack: Stack, rate: float, seconds: float, runs: int) -> dict[str, list[float]]:
-    """p50/p95/p99 per run, mediator and raw alternating on one running worker."""
+    """p50/p95/p99 per run, mediator and raw alternating on one running worker,
+    and the cores the publisher and the worker kept busy (of machine()'s)."""
     worker = stack.worker()
     out: dict[str, list[float]] = {}
     try:
-        latency_ms("mediator", 5, 1)  # the worker is up and warm
-        latency_ms("raw", 5, 1)
+        latency_ms("mediator", 5, 1, worker)  # the worker is up and warm
+        latency_ms("raw", 5, 1, worker)
         for _ in range(runs):
             for kind in ("mediator", "raw"):
-                values = latency_ms(kind, rate, seconds)
+                values, cpu = latency_ms(kind, rate, seconds, worker)
                 for q in (50, 95, 99):
                     out.setdefault(f"{kind}_p{q}", []).append(percentile(values, q))
+                out.setdefault(f"{kind}_publisher_cores", []).append(cpu.publisher)
+                out.setdefault(f"{kind}_worker_cores", []).append(cpu.worker)
     finally:
         worker.stop()
     check_no_poison()

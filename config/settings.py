@@ -165,7 +165,7 @@ CELERY_ENABLE_UTC = True
 # message at a time, so a crash never loses a message another worker could run.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 # A "task-sent" event per publish lets Flower show tasks still in the queue; it
 # costs about a quarter of each publish (BENCHMARKS.md, relay drain).
