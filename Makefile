@@ -28,6 +28,7 @@ run: install
 
 test: install
 	@scripts/ensure-chromium
+	@scripts/ensure-apt rabbitmq-server rabbitmq-server "The RabbitMQ delivery tests"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-postgres: install

@@ -139,10 +139,22 @@ def publish_cost(requests: int) -> tuple[float, float]:
 # 2 ---------------------------------------------------------------------------
 
 
-def throughput(stack: Stack, events: int) -> tuple[float, float, float]:
+def redis_commands(stack: Stack, reset: bool = False) -> int:
+    """Commands the broker's Redis ran since the last reset (INFO commandstats)."""
+    broker = redis_client.Redis.from_url(stack.redis.url)
+    if reset:
+        broker.config_resetstat()
+        return 0
+    stats: dict[str, dict[str, int]] = broker.info("commandstats")
+    return sum(int(entry["calls"]) for entry in stats.values())
+
+
+def throughput(stack: Stack, events: int) -> tuple[float, float, float, float, float]:
     """Handler runs per second of one worker draining a queue filled
     beforehand: n events x 2 handlers vs. 2n raw tasks inserting one row,
-    timed from the first run's end to the last one's, in the database.
+    timed from the first run's end to the last one's, in the database; and
+    the Redis commands each run cost, publishing and running (on a Redis
+    broker; the worker's idle polls included).
 
     Raw Celery twice: tuned (database connections kept across tasks, as the
     mediator's worker keeps them: the baseline the ratio is taken against)
@@ -158,17 +170,23 @@ def throughput(stack: Stack, events: int) -> tuple[float, float, float]:
         first, last = span()
         return (2 * events - 1) / max((last - first).total_seconds(), 1e-6)
 
+    commands: list[float] = []  # Redis commands per run, publishing and running
+
     def raw(**env: str) -> float:
         clear(stack.redis.url)
+        redis_commands(stack, reset=True)
         for i in range(events):
             raw_a.delay(i)
             raw_b.delay(i)
-        return drain(
+        rate = drain(
             raw_runs, lambda: tuple(RawRun.objects.aggregate(a=Min("at"), b=Max("at")).values()),
             **env,
         )  # fmt: skip
+        commands.append(redis_commands(stack) / (2 * events))
+        return rate
 
     clear(stack.redis.url)
+    redis_commands(stack, reset=True)
     for i in range(events):
         with transaction.atomic():
             publish(Ticked(n=i))
@@ -178,8 +196,10 @@ def throughput(stack: Stack, events: int) -> tuple[float, float, float]:
             InboxRecord.objects.aggregate(a=Min("handled_at"), b=Max("handled_at")).values()
         ),
     )
+    commands.append(redis_commands(stack) / (2 * events))
     check_single_deliveries(events)
-    return mediated, raw(), raw(DATABASE_CONN_MAX_AGE="0")
+    tuned, stock = raw(), raw(DATABASE_CONN_MAX_AGE="0")
+    return mediated, tuned, stock, commands[0], commands[1]
 
 
 # 3 ---------------------------------------------------------------------------

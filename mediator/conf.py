@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     # Publishing after commit must not hang the request when the broker is down.
     "PUBLISH_MAX_RETRIES": 2,
     "PUBLISH_RETRY_INTERVAL": 0.2,  # seconds between publish retries
+    # RabbitMQ: seconds to wait for the broker's confirms of a batch; a task not
+    # confirmed by then leaves its row pending for the relay.
+    "PUBLISH_CONFIRM_TIMEOUT": 5.0,
     # After the broker refused a publish, leave this process's new events to
     # the relay for this long rather than make each request wait for it.
     "BROKER_DOWN_PAUSE_SECONDS": 5.0,

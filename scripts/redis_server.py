@@ -41,9 +41,15 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process on loopback. Stop it with stop()."""
 
-    def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, data_dir: Path | None = None, fsync_always: bool = False
+    ) -> None:
+        """data_dir: keep an append-only file there (AOF), fsynced every second,
+        or before every reply with fsync_always (nothing it answered is lost
+        to a SIGKILL)."""
         self.port = port or free_port()
         self.data_dir = data_dir
+        self.fsync_always = fsync_always
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,6 +63,8 @@ class RedisServer:
         else:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             args += ["--dir", str(self.data_dir), "--appendonly", "yes"]
+            if self.fsync_always:
+                args += ["--appendfsync", "always"]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

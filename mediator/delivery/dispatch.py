@@ -25,6 +25,7 @@ from django.utils import timezone
 from kombu import Producer
 
 from mediator.conf import mediator_settings
+from mediator.delivery.confirms import PublisherConfirms, confirming_producer
 from mediator.delivery.models import OutboxMessage, OutboxStatus
 from mediator.handlers.registry import handler_registry
 from mediator.messages import trace_context
@@ -122,20 +123,27 @@ def send(deliveries: Sequence[Delivery]) -> SendOutcome:
     pipeline holding it was executed. A pipeline that fails leaves the broker
     holding an unknown part of it, so its rows and the rest are sent again one
     message at a time, with the publish retries; the inbox absorbs the tasks
-    the failed pipeline did deliver. Elsewhere (RabbitMQ), and after such a
-    failure, each task is published on its own and sending stops at the first
-    broker error (the rest would fail the same way).
+    the failed pipeline did deliver. On RabbitMQ every task is published
+    without waiting and the broker's confirms are awaited once for the batch
+    (mediator.delivery.confirms): a row counts as sent when every one of its
+    tasks was acked. Otherwise, and after a failed pipeline, each task is
+    published on its own and sending stops at the first broker error (the
+    rest would fail the same way).
     """
     outcome = SendOutcome()
     app = current_app
     try:
         with app.producer_or_acquire() as producer:
-            rest: Sequence[Delivery] = deliveries
             if producer.supports_batch_publish:
                 rest = _send_pipelined(app, producer, deliveries, outcome)
-            _send_one_by_one(app, producer, rest, outcome)
+                _send_one_by_one(app, producer, rest, outcome)
+            elif (confirming := confirming_producer(producer)) is not None:
+                _send_confirmed(app, confirming, deliveries, outcome)
+            else:
+                _send_one_by_one(app, producer, deliveries, outcome)
     except Exception as exc:  # acquiring the producer itself failed
-        outcome.failed = list(deliveries[len(outcome.sent) :])
+        sent = {id(d) for d in outcome.sent}
+        outcome.failed = [d for d in deliveries if id(d) not in sent]
         outcome.error = f"{type(exc).__name__}: {exc}"
     return outcome
 
@@ -177,6 +185,44 @@ def _send_pipelined(
             done, len(deliveries), type(exc).__name__, exc,
         )  # fmt: skip
     return deliveries[done:]
+
+
+def _send_confirmed(
+    app: Celery, producer: Producer, deliveries: Sequence[Delivery], outcome: SendOutcome
+) -> None:
+    """Publish every delivery, then wait once for the broker's confirms; a
+    delivery is sent when all its tasks were acked, failed otherwise."""
+    published: list[tuple[Delivery, PublisherConfirms | None, int, int]] = []
+    for delivery in deliveries:
+        confirms = PublisherConfirms.of(producer.channel)
+        first = confirms.published + 1 if confirms else 0
+        try:
+            _send_delivery(app, producer, delivery)
+        except Exception as exc:
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            break
+        if confirms is not PublisherConfirms.of(producer.channel):
+            confirms = None  # a retried publish moved to a new channel: unknown
+        published.append((delivery, confirms, first, confirms.published if confirms else 0))
+    timeout = float(mediator_settings()["PUBLISH_CONFIRM_TIMEOUT"])
+    channels = {c: last for _, c, _, last in published if c is not None}  # last tag each
+    for confirms, last in channels.items():
+        confirms.wait(last, timeout)
+    refused = 0
+    for delivery, confirms, first, last in published:
+        if confirms is not None and confirms.taken(first, last):
+            outcome.sent.append(delivery)
+        else:
+            outcome.failed.append(delivery)
+            refused += 1
+    outcome.failed.extend(deliveries[len(published) :])
+    if refused and not outcome.error:
+        outcome.error = (
+            f"RabbitMQ did not confirm {refused} of {len(published)} row(s) within "
+            f"{timeout:g} s (refused with basic.nack, or the connection closed)"
+        )
+    for confirms, last in channels.items():
+        confirms.forget(last)
 
 
 def _send_one_by_one(

@@ -1,14 +1,22 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
+from datetime import timedelta
 
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from mediator import publish
-from mediator.models import InboxRecord, PoisonedTask
-from tests.testapp.events import Pinged
+from mediator.delivery.mapping import row_for
+from mediator.messages.envelope import Envelope
+from mediator.models import InboxRecord, OutboxMessage, PoisonedTask
+from tests.support import ROOT, subprocess_env
+from tests.testapp.events import Parked, Pinged
 from tests.testapp.handlers import FLAKY
 from tests.testapp.models import Effect
 
@@ -61,3 +69,40 @@ def handled(event_id: uuid.UUID, handler: str) -> InboxRecord | None:
 
 def poisoned(event_id: uuid.UUID | None, handler: str) -> PoisonedTask | None:
     return PoisonedTask.objects.filter(event_id=event_id, handler=handler).first()
+
+
+def pending_parked_rows(rows: int) -> None:
+    """`rows` events pending for a minute, for a queue no test worker consumes."""
+    past = timezone.now() - timedelta(minutes=1)
+    chunk = []
+    for n in range(rows):
+        row = row_for(Envelope.wrap(Parked(n=n), correlation_id=None, causation_id=None))
+        row.created_at = past
+        chunk.append(row)
+    OutboxMessage.objects.bulk_create(chunk)
+
+
+# relay_pending() in a process of its own, on the broker given; prints its result.
+RELAY_PENDING = """
+import json, sys, django
+django.setup()
+from mediator.recovery.relay import relay_pending
+result = relay_pending(grace_seconds=0)
+print(json.dumps({"dispatched": result.dispatched, "failed": result.failed}))
+"""
+
+
+def run_relay(broker_url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", RELAY_PENDING], cwd=ROOT,
+        env=subprocess_env(broker_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def relay_with(broker_url: str) -> dict[str, int]:
+    """Run the relay to the end against `broker_url`: {"dispatched": n, "failed": n}."""
+    relay = run_relay(broker_url)
+    out, err = relay.communicate(timeout=120)
+    assert relay.returncode == 0, err
+    result: dict[str, int] = json.loads(out)
+    return result

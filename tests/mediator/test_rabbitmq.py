@@ -1,0 +1,76 @@
+"""Publishing to RabbitMQ: the broker's confirms, awaited once a batch, decide
+which outbox rows are dispatched (a real rabbitmq-server node)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from mediator.delivery.dispatch import delivery_task_id
+from mediator.models import OutboxMessage, OutboxStatus
+from scripts.rabbitmq_server import RabbitMQServer
+from tests.mediator.helpers import pending_parked_rows, relay_with
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PARKED = "tests.testapp.handlers.parked"
+
+
+@pytest.fixture(scope="module")
+def rabbitmq() -> Iterator[RabbitMQServer]:
+    server = RabbitMQServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def take_all(url: str, queue: str) -> list[str]:
+    """The task ids of every message on `queue`, taken off it."""
+    ids = []
+    with Connection(url) as conn:
+        channel: Any = conn.default_channel
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            ids.append(message.headers["id"])
+    return ids
+
+
+def task_ids(status: OutboxStatus) -> set[str]:
+    rows = OutboxMessage.objects.filter(status=status).values_list("event_id", flat=True)
+    return {delivery_task_id(event_id, PARKED) for event_id in rows}
+
+
+def test_rows_are_dispatched_only_for_the_tasks_rabbitmq_confirmed(
+    rabbitmq: RabbitMQServer,
+) -> None:
+    """A queue that holds 100 messages and refuses more (basic.nack): of 300
+    rows, the 100 whose tasks it took are dispatched, the rest stay pending
+    with the reason, and the next relay sends them once there is room."""
+    rabbitmq.ctl(
+        "set_policy", "cap-parked", "^parked$",
+        json.dumps({"max-length": 100, "overflow": "reject-publish"}), "--apply-to", "queues",
+    )  # fmt: skip
+    pending_parked_rows(300)
+
+    first = relay_with(rabbitmq.url)
+    assert first["dispatched"] == 100, first
+    assert first["failed"] > 0, first
+    taken = take_all(rabbitmq.url, "parked")
+    assert len(taken) == 100
+    assert set(taken) == task_ids(OutboxStatus.DISPATCHED)
+    pending = OutboxMessage.objects.filter(status=OutboxStatus.PENDING)
+    assert pending.count() == 200
+    refused = pending.exclude(last_error="")
+    assert refused.count() == first["failed"]
+    assert "RabbitMQ did not confirm" in refused.first().last_error  # type: ignore[union-attr]
+
+    rabbitmq.ctl("clear_policy", "cap-parked")
+    assert relay_with(rabbitmq.url) == {"dispatched": 200, "failed": 0}
+    assert not pending.exists()
+    rest = take_all(rabbitmq.url, "parked")
+    assert len(rest) == len(set(rest)) == 200
+    assert set(taken) | set(rest) == task_ids(OutboxStatus.DISPATCHED)
