@@ -16,6 +16,7 @@ connection, not the pool's channel: other code publishing there (a plain
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,14 +38,19 @@ def confirming_producer(producer: Producer) -> Producer | None:
     if getattr(channel.connection, "confirm_publish", False):
         return None
     connection: Any = producer.connection
-    confirming: Producer | None = getattr(connection, PRODUCER_ATTRIBUTE, None)
-    # A retried publish revives a producer onto the connection's default channel:
-    # then it no longer confirms, and a new one is made.
-    if confirming is None or PublisherConfirms.of(confirming.channel) is None:
-        own = connection.channel()
-        setattr(own, CONFIRMS_ATTRIBUTE, PublisherConfirms(own))
-        confirming = Producer(own)
-        setattr(connection, PRODUCER_ATTRIBUTE, confirming)
+    cached: tuple[Producer, Any] | None = getattr(connection, PRODUCER_ATTRIBUTE, None)
+    if cached is not None and PublisherConfirms.of(cached[0].channel) is not None:
+        return cached[0]
+    # None yet, or the one made before can no longer confirm: Kombu's retry
+    # revived it onto the connection's default channel, the broker closed its
+    # channel (py-amqp reopens it, out of confirm mode), or a publish failed.
+    if cached is not None:
+        with contextlib.suppress(Exception):
+            cached[1].close()
+    own = connection.channel()
+    setattr(own, CONFIRMS_ATTRIBUTE, PublisherConfirms(own))
+    confirming = Producer(own)
+    setattr(connection, PRODUCER_ATTRIBUTE, (confirming, own))
     return confirming
 
 
@@ -56,28 +62,38 @@ class PublisherConfirms:
         self.published = 0  # the delivery tag of the last message published
         self.unsettled: set[int] = set()
         self.nacked: set[int] = set()
+        self.broken = False  # the count may no longer match the broker's
         channel.confirm_select()
+        # py-amqp clears this when it reopens a channel the broker closed (and
+        # then no longer confirms): of() reads it. Its own reader, the
+        # per-message basic_publish_confirm, is not used on this channel.
+        channel._confirm_selected = True
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
         publish: Callable[..., Any] = channel.basic_publish
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            # Counted before the write: a publish that raises may still have
-            # reached the broker, and its tag is taken either way.
             self.published += 1
             self.unsettled.add(self.published)
-            return publish(*args, **kwargs)
+            try:
+                return publish(*args, **kwargs)
+            except BaseException:
+                # Written or not, the broker's numbering and ours may now differ.
+                self.broken = True
+                raise
 
         channel.basic_publish = counted
 
     @staticmethod
     def of(channel: Any) -> PublisherConfirms | None:
-        """The confirm state of an open channel `confirming_producer` made;
-        None for any other channel, or one since closed."""
+        """The confirm state of a channel `confirming_producer` made, while it
+        still confirms and counts true; None for any other channel."""
         if not getattr(channel, "is_open", False) or channel.connection is None:
             return None
+        if not getattr(channel, "_confirm_selected", False):
+            return None
         confirms: PublisherConfirms | None = getattr(channel, CONFIRMS_ATTRIBUTE, None)
-        return confirms
+        return None if confirms is None or confirms.broken else confirms
 
     def _settle(self, tag: int, multiple: bool) -> set[int]:
         settled = {t for t in self.unsettled if t <= tag} if multiple else {tag} & self.unsettled
@@ -102,7 +118,10 @@ class PublisherConfirms:
                 return
             try:
                 connection.drain_events(timeout=remaining)
-            except Exception:  # timed out, or the connection is gone: no more confirms
+            except TimeoutError:
+                return
+            except Exception:  # the connection or a channel failed: no more confirms here
+                self.broken = True
                 return
 
     def taken(self, first: int, last: int) -> bool:

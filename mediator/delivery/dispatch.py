@@ -192,25 +192,32 @@ def _send_confirmed(
 ) -> None:
     """Publish every delivery, then wait once for the broker's confirms; a
     delivery is sent when all its tasks were acked, failed otherwise."""
-    published: list[tuple[Delivery, PublisherConfirms | None, int, int]] = []
+    published: list[tuple[Delivery, PublisherConfirms, int, int]] = []
     for delivery in deliveries:
         confirms = PublisherConfirms.of(producer.channel)
-        first = confirms.published + 1 if confirms else 0
+        if confirms is None:  # the channel stopped confirming: the rest waits for the relay
+            outcome.error = outcome.error or "the publisher-confirm channel closed mid-batch"
+            break
+        first = confirms.published + 1
         try:
             _send_delivery(app, producer, delivery)
         except Exception as exc:
             outcome.error = f"{type(exc).__name__}: {exc}"
             break
-        if confirms is not PublisherConfirms.of(producer.channel):
-            confirms = None  # a retried publish moved to a new channel: unknown
-        published.append((delivery, confirms, first, confirms.published if confirms else 0))
+        if PublisherConfirms.of(producer.channel) is not confirms:
+            # A retried publish reconnected (onto a channel that does not
+            # confirm), or a publish failed in a way Celery swallowed (its
+            # task-sent event): this row's tasks and the rest are unknown.
+            outcome.error = "the publisher-confirm channel changed mid-batch"
+            break
+        published.append((delivery, confirms, first, confirms.published))
     timeout = float(mediator_settings()["PUBLISH_CONFIRM_TIMEOUT"])
-    channels = {c: last for _, c, _, last in published if c is not None}  # last tag each
+    channels = {c: last for _, c, _, last in published}  # the last tag on each
     for confirms, last in channels.items():
         confirms.wait(last, timeout)
     refused = 0
     for delivery, confirms, first, last in published:
-        if confirms is not None and confirms.taken(first, last):
+        if confirms.taken(first, last):
             outcome.sent.append(delivery)
         else:
             outcome.failed.append(delivery)
