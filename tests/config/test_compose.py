@@ -74,3 +74,32 @@ def test_readme_documents_every_env_var_the_settings_read() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = sorted(var for var in settings_env_vars() if f"`{var}`" not in readme)
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+def published(service: dict) -> list[str]:
+    return [str(port) for port in service.get("ports", [])]
+
+
+def test_only_the_web_port_is_published_on_every_interface() -> None:
+    """Flower's API can run any task (cancel any order, refund) and shows task
+    arguments; Redis and PostgreSQL need not leave the compose network."""
+    services = COMPOSE["services"]
+    assert published(services["flower"]) == ["${FLOWER_BIND:-127.0.0.1}:5555:5555"]
+    for name in ("redis", "postgres", "worker", "beat"):
+        assert published(services[name]) == [], f"{name} publishes a port"
+
+
+def test_redis_asks_for_a_password_that_every_app_service_sends() -> None:
+    redis = COMPOSE["services"]["redis"]
+    assert "--requirepass" in redis["command"]
+    password = redis["command"][redis["command"].index("--requirepass") + 1]
+    assert password.startswith("${REDIS_PASSWORD:?"), "no default password"
+    for name in APP_SERVICES:
+        url = COMPOSE["services"][name]["environment"]["REDIS_URL"]
+        assert url.startswith("redis://:${REDIS_PASSWORD:?"), f"{name} connects without it"
+
+
+def test_metrics_need_a_token_in_compose() -> None:
+    for name in APP_SERVICES:
+        token = COMPOSE["services"][name]["environment"]["METRICS_TOKEN"]
+        assert token.startswith("${METRICS_TOKEN:?"), f"{name}: /metrics would be open"
