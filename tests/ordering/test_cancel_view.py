@@ -87,3 +87,17 @@ def test_post_without_csrf_token_is_refused(order: Order) -> None:
     client.force_login(order.owner)
     assert client.post(url(order.pk)).status_code == 403
     assert cancelled_events() == 0
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_the_reason_is_dropped_not_a_server_error(
+    client: Client, order: Order
+) -> None:
+    """PostgreSQL refuses NUL in text and JSON: it used to be a 500 there."""
+    client.force_login(order.owner)
+    response = client.post(url(order.pk), {"reason": "too\x00 slow"})
+    assert response.status_code == 302
+    order.refresh_from_db()
+    assert (order.status, order.cancel_reason) == (OrderStatus.CANCELLED, "too slow")
+    event = OutboxMessage.objects.get(event_type="ordering.OrderCancelled")
+    assert event.payload["reason"] == "too slow"

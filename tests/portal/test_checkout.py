@@ -81,3 +81,18 @@ def test_an_order_being_checked_out_cannot_be_cancelled_yet(client: Client, alic
     Order.objects.filter(pk=order.pk).update(status=OrderStatus.FAILED)
     with pytest.raises(OrderError, match=f"Order #{order.pk} was never placed"):
         cancel_order(order_id=order.pk, by=alice)
+
+
+@pytest.mark.django_db
+def test_nul_characters_in_the_form_are_dropped_not_a_server_error(
+    client: Client, alice: User
+) -> None:
+    """PostgreSQL refuses NUL in the saga's JSON data: it used to be a 500 there."""
+    client.force_login(alice)
+    with_nul = {key: value[:2] + "\x00" + value[2:] for key, value in GOOD.items()}
+    with_nul["quantity"] = "2"  # a number: "2\x00" is refused like any other non-number
+    response = client.post(reverse("orders:order-checkout"), with_nul)
+    order = Order.objects.get(owner=alice)
+    assert response["Location"] == reverse("orders:order-detail", args=[order.pk])
+    run = SagaRun.objects.get(pk=str(order.checkout_run_id))
+    assert (run.data["payment_token"], run.data["ship_to"]) == ("tok_visa", "FR")
