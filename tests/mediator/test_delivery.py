@@ -145,7 +145,7 @@ def test_pool_process_killed_mid_handler_is_redelivered_and_applies_once(
     pid = int(started)
     assert pid in celery_worker.pool_pids()
     os.kill(pid, signal.SIGKILL)
-    r.set(f"release:{key}", 1)
+    r.rpush(f"release:{key}", 1)
     wait_for(lambda: handled(event_id, FLAKY), message="the redelivered task to finish")
     assert r.llen(f"started:{key}") == 2
     assert effects(event_id, "flaky_ping") == 1

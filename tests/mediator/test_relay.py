@@ -96,15 +96,12 @@ def test_relay_leaves_fresh_rows_to_the_after_commit_path() -> None:
 
 
 RELAY = """
-import sys, time, django, redis
+import sys, django, redis
 django.setup()
 from mediator.recovery.relay import relay_pending
 r = redis.Redis.from_url(sys.argv[1])
-deadline = time.monotonic() + 60
-while not r.exists("go"):  # the start gate: every relay begins at once
-    if time.monotonic() > deadline:
-        sys.exit("no go within 60 s")
-    time.sleep(0.005)
+if r.blpop(["go"], timeout=60) is None:  # the start gate: a token each, pushed at once
+    sys.exit("no go within 60 s")
 result = relay_pending(batch_size=50, grace_seconds=0)
 print(result.dispatched)
 """
@@ -143,7 +140,7 @@ def test_two_relays_at_once_dispatch_each_row_exactly_once(redis_server: RedisSe
         for _ in range(2)
     ]  # fmt: skip
     wait_for(lambda: all(p.poll() is None for p in relays), message="relays running")
-    r.set("go", 1)
+    r.rpush("go", *[1] * len(relays))
     outputs = [p.communicate(timeout=120) for p in relays]
     assert all(p.returncode == 0 for p in relays), [err for _, err in outputs]
     counts = [int(out.strip()) for out, _ in outputs]

@@ -108,7 +108,7 @@ def test_a_running_handler_shows_running_then_done(celery_worker: Worker) -> Non
     wait_for(lambda: r.llen(f"started:{key}") > 0, message="the handler to start")
     # Recorded once it has run for MEDIATOR["RECORD_RUNNING_AFTER"] (0.5 s).
     wait_for(lambda: flaky_state() == "running", timeout=10, message="the run to show running")
-    r.set(f"release:{key}", 1)
+    r.rpush(f"release:{key}", 1)
     wait_for(lambda: flaky_state() == "done", message="the handler to finish")
     wait_for(lambda: events_about("key", key)[0].settled, message="every handler done")
 

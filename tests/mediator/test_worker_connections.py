@@ -125,7 +125,7 @@ def test_a_slow_run_shows_running_and_a_quick_one_writes_no_progress_row(
 
     row = wait_for(running, timeout=10, message="the slow run to be recorded as running")
     assert row.attempt == 1
-    store().set(f"release:{key}", 1)
+    store().rpush(f"release:{key}", 1)
     wait_for(lambda: handled(event_id, FLAKY), timeout=30, message="the slow run to end")
 
     quick, _ = publish_ping()
