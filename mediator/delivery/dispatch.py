@@ -192,9 +192,9 @@ def _send_confirmed(
 ) -> None:
     """Publish every delivery, then wait once for the broker's confirms; a
     delivery is sent when all its tasks were acked, failed otherwise."""
-    published: list[tuple[Delivery, PublisherConfirms, int, int]] = []
+    confirms = PublisherConfirms.of(producer.channel)
+    published: list[tuple[Delivery, int, int]] = []  # and its first and last tags
     for delivery in deliveries:
-        confirms = PublisherConfirms.of(producer.channel)
         if confirms is None:  # the channel stopped confirming: the rest waits for the relay
             outcome.error = outcome.error or "the publisher-confirm channel closed mid-batch"
             break
@@ -210,26 +210,26 @@ def _send_confirmed(
             # task-sent event): this row's tasks and the rest are unknown.
             outcome.error = "the publisher-confirm channel changed mid-batch"
             break
-        published.append((delivery, confirms, first, confirms.published))
+        published.append((delivery, first, confirms.published))
+    outcome.failed.extend(deliveries[len(published) :])
+    if confirms is None or not published:
+        return
     timeout = float(mediator_settings()["PUBLISH_CONFIRM_TIMEOUT"])
-    channels = {c: last for _, c, _, last in published}  # the last tag on each
-    for confirms, last in channels.items():
-        confirms.wait(last, timeout)
+    last = published[-1][2]
+    confirms.wait(last, timeout)
     refused = 0
-    for delivery, confirms, first, last in published:
-        if confirms.taken(first, last):
+    for delivery, first, final in published:
+        if confirms.taken(first, final):
             outcome.sent.append(delivery)
         else:
             outcome.failed.append(delivery)
             refused += 1
-    outcome.failed.extend(deliveries[len(published) :])
+    confirms.forget(last)
     if refused and not outcome.error:
         outcome.error = (
             f"RabbitMQ did not confirm {refused} of {len(published)} row(s) within "
             f"{timeout:g} s (refused with basic.nack, or the connection closed)"
         )
-    for confirms, last in channels.items():
-        confirms.forget(last)
 
 
 def _send_one_by_one(

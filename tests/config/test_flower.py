@@ -8,7 +8,8 @@ import sys
 import pytest
 import requests
 
-from scripts.redis_server import RedisServer, free_port
+from scripts.ports import free_port
+from scripts.redis_server import RedisServer
 from tests.support import ROOT, Worker, subprocess_env, wait_for
 
 
