@@ -9,6 +9,7 @@ class SendOrderConfirmation(Command):
     """Returns {"email_id": ...} (None when the customer has no address)."""
 
     event_type = "notifications.SendOrderConfirmation"
+    about = "order_id"
 
     order_id: int
     customer_email: str

@@ -31,6 +31,7 @@ class CancelOrder(Command):
     """Cancel an order as `by_user_id` (its owner, or staff). Returns the Order."""
 
     event_type = "ordering.CancelOrder"
+    about = "order_id"
 
     order_id: int
     by_user_id: int
@@ -57,12 +58,14 @@ class CheckOutDemoOrder(Command):
 
 class ReserveStock(Command):
     event_type = "ordering.ReserveStock"
+    about = "order_id"
 
     order_id: int
 
 
 class ReleaseStock(Command):
     event_type = "ordering.ReleaseStock"
+    about = "order_id"
 
     order_id: int
 
@@ -71,6 +74,7 @@ class ChargePayment(Command):
     """Returns {"charge_id": ...}."""
 
     event_type = "ordering.ChargePayment"
+    about = "order_id"
 
     order_id: int
     saga_run_id: str  # the idempotency key's base: the same on every retry
@@ -79,6 +83,7 @@ class ChargePayment(Command):
 
 class RefundPayment(Command):
     event_type = "ordering.RefundPayment"
+    about = "order_id"
 
     order_id: int
     saga_run_id: str

@@ -7,6 +7,7 @@ from mediator import DomainEvent
 
 class OrderPlaced(DomainEvent):
     event_type = "ordering.OrderPlaced"
+    about = "order_id"
 
     order_id: int
     customer_id: int
@@ -16,6 +17,7 @@ class OrderPlaced(DomainEvent):
 
 class OrderCancelled(DomainEvent):
     event_type = "ordering.OrderCancelled"
+    about = "order_id"
 
     order_id: int
     customer_id: int

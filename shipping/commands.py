@@ -7,6 +7,7 @@ class BookShipment(Command):
     """Returns {"shipment_id": ...}; refused for a country we do not ship to."""
 
     event_type = "shipping.BookShipment"
+    about = "order_id"
 
     order_id: int
     ship_to: str
@@ -14,5 +15,6 @@ class BookShipment(Command):
 
 class CancelShipmentBooking(Command):
     event_type = "shipping.CancelShipmentBooking"
+    about = "order_id"
 
     order_id: int

@@ -25,6 +25,12 @@ class OutboxMessage(models.Model):
     traceparent = models.CharField(
         max_length=64, blank=True, help_text="The publisher's W3C trace context, if tracing is on."
     )
+    subject = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text='What the event is about ("order_id=42"), from its class\'s `about`.',
+    )
     created_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(
         max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
@@ -51,12 +57,22 @@ class OutboxMessage(models.Model):
                 condition=models.Q(status="pending"),
                 name="mediator_outbox_pending",
             ),
-            models.Index(fields=["-created_at"], name="mediator_outbox_created"),
+            # Newest first (the admin), and events per type in a window (the dashboard).
+            models.Index(fields=["created_at", "event_type"], name="mediator_outbox_created_type"),
             # The reconciler scans only dispatched rows not yet found settled.
             models.Index(
                 fields=["dispatched_at"],
                 condition=models.Q(status="dispatched", settled_at__isnull=True),
                 name="mediator_outbox_unsettled",
+            ),
+            # The history of one order (events_about), without a JSON scan.
+            # (Not partial: SQLite cannot tell that subject = 'x' implies subject != ''.)
+            models.Index(fields=["subject"], name="mediator_outbox_subject"),
+            # Retention deletes settled rows by age.
+            models.Index(
+                fields=["settled_at"],
+                condition=models.Q(settled_at__isnull=False),
+                name="mediator_outbox_settled",
             ),
         ]
 
@@ -77,6 +93,8 @@ class InboxRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["event_id", "handler"], name="mediator_inbox_unique"),
         ]
+        # The dashboard counts runs per handler in a window; retention deletes by age.
+        indexes = [models.Index(fields=["handled_at", "handler"], name="mediator_inbox_handled")]
 
     def __str__(self) -> str:
         return f"{self.handler} handled {self.event_id}"
@@ -144,6 +162,14 @@ class DeliveryProgress(models.Model):
             models.UniqueConstraint(
                 fields=["event_id", "handler"], name="mediator_progress_unique"
             ),
+        ]
+        # The dashboard counts deliveries retrying now, per handler.
+        indexes = [
+            models.Index(
+                fields=["handler"],
+                condition=models.Q(state="retrying"),
+                name="mediator_progress_retrying",
+            )
         ]
 
     def __str__(self) -> str:

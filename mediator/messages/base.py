@@ -57,6 +57,10 @@ class Message(pydantic.BaseModel):
     commands too) defaults to "<app>.<ClassName>"; set it explicitly to keep it
     stable across renames. Bump `version` when the payload changes incompatibly.
     A base class of other messages sets `abstract = True`: it has no type name.
+    `about` names the field that says what the message is about (`"order_id"`):
+    its value is kept in an indexed outbox column (the envelope's `subject`),
+    so the history of one order is found without reading every payload
+    (mediator.observability.timeline.events_about).
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -65,6 +69,7 @@ class Message(pydantic.BaseModel):
     version: ClassVar[int] = 1
     kind: ClassVar[str] = "message"
     abstract: ClassVar[bool] = True
+    about: ClassVar[str] = ""
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -72,6 +77,8 @@ class Message(pydantic.BaseModel):
         if cls.__dict__.get("abstract", False):
             return
         cls.abstract = False
+        if cls.about and cls.about not in cls.model_fields:
+            raise TypeError(f"{cls.__qualname__}.about = {cls.about!r} names none of its fields.")
         if "event_type" not in cls.__dict__:
             cls.event_type = f"{cls.__module__.split('.')[0]}.{cls.__name__}"
         message_types.register(cls)

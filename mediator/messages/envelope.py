@@ -32,6 +32,29 @@ def check_payload_size(event_type: str, size: int) -> None:
         )
 
 
+SUBJECT_MAX_LENGTH = 200
+
+
+def subject_key(field_name: str, value: Any) -> str:
+    """What the outbox's `subject` column holds for a message about `value`
+    (`order_id=42`): publish and events_about() both spell it this way."""
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return f"{field_name}={shown}"
+
+
+def subject_of(event: Message, payload: dict[str, Any]) -> str:
+    name = type(event).about
+    if not name:
+        return ""
+    key = subject_key(name, payload[name])
+    if len(key) > SUBJECT_MAX_LENGTH:
+        raise ImproperEvent(
+            f"{type(event).event_type} is about {name!r}, and its subject is {len(key)} "
+            f"characters long (over {SUBJECT_MAX_LENGTH}): `about` should name an id."
+        )
+    return key
+
+
 @dataclass(frozen=True)
 class Envelope:
     event_id: uuid.UUID
@@ -44,6 +67,9 @@ class Envelope:
     # W3C trace context of the publisher (OpenTelemetry), so a task sent later by
     # the relay still joins the request's trace. Optional on the wire.
     traceparent: str = ""
+    # What the message is about ("order_id=42"), for the indexed history of one
+    # thing; empty when its class names no subject. Optional on the wire.
+    subject: str = ""
     # Keys a newer publisher added that this code does not know: kept, not sent.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +101,7 @@ class Envelope:
             correlation_id=correlation_id or str(event_id),
             causation_id=causation_id or "",
             traceparent=traceparent,
+            subject=subject_of(event, payload),
         )
 
     def to_message(self) -> dict[str, Any]:
@@ -106,6 +133,7 @@ class Envelope:
             correlation_id=str(message["correlation_id"] or ""),
             causation_id=str(message["causation_id"] or ""),
             traceparent=str(message.get("traceparent") or "")[:64],
+            subject=str(message.get("subject") or "")[:SUBJECT_MAX_LENGTH],
             extra={k: v for k, v in message.items() if k not in STORED_FIELDS},
         )
 
@@ -131,8 +159,10 @@ class Envelope:
 
 # Every field but `extra`: what the wire message and the outbox row hold.
 STORED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Envelope) if f.name != "extra")
-# A message from an older publisher may lack the optional trace context.
-REQUIRED_ON_WIRE: tuple[str, ...] = tuple(f for f in STORED_FIELDS if f != "traceparent")
+# A message from an older publisher may lack the optional trace context and subject.
+REQUIRED_ON_WIRE: tuple[str, ...] = tuple(
+    f for f in STORED_FIELDS if f not in ("traceparent", "subject")
+)
 
 
 def _encode(value: Any) -> Any:

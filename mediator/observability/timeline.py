@@ -19,6 +19,7 @@ from mediator.delivery.models import (
     ProgressState,
 )
 from mediator.handlers.registry import handler_registry
+from mediator.messages.envelope import subject_key
 
 # A delivery's states, in the words the pages use.
 WAITING = "waiting"  # committed, not yet handed to the broker (broker down: the relay will)
@@ -143,7 +144,10 @@ def _state(
     return HandlerState(handler, QUEUED, at=row.dispatched_at)
 
 
-def events_about(key: str, value: Any) -> list[EventTimeline]:
-    """The timeline of every event whose payload has `key` equal to `value`
-    (e.g. all events about order 42: events_about("order_id", 42))."""
-    return timeline(OutboxMessage.objects.filter(**{f"payload__{key}": value}))
+def events_about(key: str, value: Any, *, limit: int = 200) -> list[EventTimeline]:
+    """The timeline of the newest `limit` messages whose class is `about` the
+    field `key` and whose `key` is `value` (all events about order 42:
+    events_about("order_id", 42)). One indexed lookup, however many events the
+    outbox holds."""
+    rows = OutboxMessage.objects.filter(subject=subject_key(key, value)).order_by("-id")[:limit]
+    return timeline(rows)

@@ -5,6 +5,7 @@ class Pinged(DomainEvent):
     """`mode` tells the flaky handler how to misbehave; `key` names its Redis keys."""
 
     event_type = "testapp.Pinged"
+    about = "key"
 
     key: str
     mode: str = "ok"

@@ -6,16 +6,20 @@
   function follow(box) {
     var delay = 700;
     var started = Date.now();
+    var etag = null; // the server answers 304 while the part is unchanged
     function poll() {
       if (box.dataset.settled === "true" || Date.now() - started > 10 * 60 * 1000) return;
-      fetch(box.dataset.liveUrl, { credentials: "same-origin", cache: "no-store" })
+      var headers = etag ? { "If-None-Match": etag } : {};
+      fetch(box.dataset.liveUrl, { credentials: "same-origin", cache: "no-store", headers: headers })
         .then(function (response) {
-          if (!response.ok) throw new Error("HTTP " + response.status);
+          if (response.status !== 304 && !response.ok) throw new Error("HTTP " + response.status);
           box.dataset.settled = response.headers.get("X-Live-Settled") || "false";
+          if (response.status === 304) return null;
+          etag = response.headers.get("ETag");
           return response.text();
         })
         .then(function (html) {
-          box.innerHTML = html;
+          if (html !== null) box.innerHTML = html;
           delay = 700;
         })
         .catch(function () {
