@@ -4,6 +4,7 @@ Local development needs nothing set (`make run` sets DJANGO_DEBUG=true). With
 DEBUG off the process refuses to start without a real SECRET_KEY.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,9 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
+# Celery's own daily celery.backend_cleanup deletes results this old, and so does mediator.prune.
+TASK_RESULTS_KEEP_DAYS = env_float("KEEP_TASK_RESULTS_DAYS", 1)
+CELERY_RESULT_EXPIRES = timedelta(days=TASK_RESULTS_KEEP_DAYS)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -196,12 +200,29 @@ MEDIATOR = {
     "METRICS_TOKEN": env_str("METRICS_TOKEN", ""),
     # Breakers keep their state in Redis: with another broker, in REDIS_URL's.
     "BREAKER_REDIS_URL": None if CELERY_BROKER_URL.startswith("redis") else REDIS_URL,
+    # What `mediator.prune` (hourly, beat) deletes, and when (ages in days).
+    "RETENTION": {
+        "OUTBOX_DAYS": env_float("MEDIATOR_KEEP_OUTBOX_DAYS", 7),
+        "INBOX_DAYS": env_float("MEDIATOR_KEEP_INBOX_DAYS", 7),
+        "SAGA_DAYS": env_float("MEDIATOR_KEEP_SAGA_DAYS", 30),
+        "MODELS": {
+            # Sent e-mails are the idempotency record of each e-mail: keep them
+            # longer than inbox records. Unsent ones always stay.
+            "notifications.SentEmail": ["sent_at", env_float("KEEP_SENT_EMAIL_DAYS", 30)],
+            "django_celery_results.TaskResult": ["date_done", TASK_RESULTS_KEEP_DAYS],
+        },
+    },
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "mediator-relay-outbox": {
         "task": "mediator.relay_outbox",
         "schedule": MEDIATOR["RELAY_INTERVAL_SECONDS"],
         "options": {"expires": MEDIATOR["RELAY_INTERVAL_SECONDS"]},
+    },
+    "mediator-prune": {
+        "task": "mediator.prune",
+        "schedule": env_float("MEDIATOR_PRUNE_INTERVAL", 3600.0),
+        "options": {"expires": 600},
     },
 }
 

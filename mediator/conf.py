@@ -79,6 +79,10 @@ DEFAULTS: dict[str, Any] = {
     "BREAKER_REDIS_URL": None,
     # /metrics asks for "Authorization: Bearer <token>" when this is set.
     "METRICS_TOKEN": "",
+    # How long finished rows are kept before `mediator.prune` (beat) and
+    # `manage.py prune_mediator` delete them: keys and defaults in
+    # mediator.retention.policy.DEFAULTS; a key given here overrides its default.
+    "RETENTION": {},
 }
 
 

@@ -15,6 +15,7 @@ from mediator.observability import metrics, tracing
 from mediator.ops.checks import check_wiring
 from mediator.recovery import sweep  # noqa: F401  (registers the beat task)
 from mediator.resilience import breaker
+from mediator.retention import prune  # noqa: F401  (registers the beat task)
 from mediator.sagas import runner
 from mediator.worker import receivers, tasks
 

@@ -43,6 +43,14 @@ class HandlerSpec:
             return False
         return isinstance(exc, self.retry_on)
 
+    def retry_schedule_seconds(self) -> float:
+        """The longest a delivery can take before it is done or poisoned: every
+        countdown at its cap, every attempt at its hard time limit."""
+        countdowns = sum(
+            min(self.backoff_max, self.backoff * 2**n) for n in range(self.max_retries)
+        )
+        return countdowns + (self.max_retries + 1) * (self.time_limit or 0)
+
     def countdown(
         self, retries_so_far: int, uniform: Callable[[float, float], float] = random.uniform
     ) -> float:

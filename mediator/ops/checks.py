@@ -6,15 +6,16 @@ from collections import Counter
 from typing import Any
 
 from celery import current_app
+from django.apps import apps
 from django.core.checks import CheckMessage, Error, Warning
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 
 from mediator.conf import mediator_settings
 from mediator.exceptions import MediatorError
 from mediator.handlers.pipeline import behaviours
 from mediator.handlers.registry import handler_registry
-from mediator.handlers.spec import HandlerSpec
 from mediator.messages.base import Message, message_types
+from mediator.retention.policy import RetentionPolicy, redelivery_window
 from mediator.sagas.definition import command_type, saga_registry
 
 
@@ -66,6 +67,7 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages += _check_behaviours()
     messages += _check_visibility_timeout()
     messages += _check_redelivery_bound()
+    messages += _check_retention()
     return messages
 
 
@@ -118,19 +120,12 @@ def _check_behaviours() -> list[CheckMessage]:
     return []
 
 
-def retry_schedule_seconds(spec: HandlerSpec) -> float:
-    """The longest a delivery can take before it is done or poisoned: every
-    countdown at its cap, every attempt at its hard time limit."""
-    countdowns = sum(min(spec.backoff_max, spec.backoff * 2**n) for n in range(spec.max_retries))
-    return countdowns + (spec.max_retries + 1) * (spec.time_limit or 0)
-
-
 def _check_redelivery_bound() -> list[CheckMessage]:
     bound = float(mediator_settings()["REDELIVER_AFTER_SECONDS"])
-    slow = [spec for spec in handler_registry.all() if retry_schedule_seconds(spec) >= bound]
+    slow = [spec for spec in handler_registry.all() if spec.retry_schedule_seconds() >= bound]
     return [
         Warning(
-            f"{spec.name} may take {retry_schedule_seconds(spec):.0f}s to finish its retries, "
+            f"{spec.name} may take {spec.retry_schedule_seconds():.0f}s to finish its retries, "
             f"longer than MEDIATOR_REDELIVER_AFTER ({bound:.0f}s): the reconciler would "
             "re-send its deliveries while they are still retrying.",
             hint="Raise MEDIATOR_REDELIVER_AFTER, or lower the handler's retries or backoff.",
@@ -162,3 +157,36 @@ def _check_visibility_timeout() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _check_retention() -> list[CheckMessage]:
+    try:
+        policy = RetentionPolicy.from_settings()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="mediator.E010")]
+    messages: list[CheckMessage] = []
+    for label, (column, _) in policy.models.items():
+        try:
+            apps.get_model(label)._meta.get_field(column)
+        except (LookupError, ValueError, FieldDoesNotExist) as exc:
+            messages.append(
+                Error(
+                    f"MEDIATOR['RETENTION']['MODELS'] names {label}.{column}: {exc}",
+                    hint='Give "app_label.Model": ["datetime_field", days].',
+                    id="mediator.E010",
+                )
+            )
+    window = redelivery_window()
+    if policy.inbox is not None and policy.inbox < window:
+        messages.append(
+            Error(
+                f"MEDIATOR['RETENTION']['INBOX_DAYS'] keeps inbox records "
+                f"{policy.inbox.total_seconds():.0f}s, less than a redelivered copy of a message "
+                f"can still arrive ({window.total_seconds():.0f}s: visibility timeout + "
+                "MEDIATOR_REDELIVER_AFTER + the longest retry schedule): that copy would apply "
+                "its effect a second time.",
+                hint=f"Keep inbox records at least {window.total_seconds() / 86400:.3f} days.",
+                id="mediator.E009",
+            )
+        )
+    return messages
