@@ -8,7 +8,7 @@ DURATION ?= 120
 DB       ?= sqlite
 BROKER   ?= redis
 
-.PHONY: install run test test-postgres lint format migrate chaos bench clean
+.PHONY: install run test test-postgres prod-check lint format migrate chaos bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ test: install
 
 test-postgres: install
 	scripts/with-postgres $(MAKE) test
+
+# docker-compose.yml's services without Docker: their own commands, on a
+# throwaway PostgreSQL and password Redis, probed over HTTP (scripts/prod_check.py).
+prod-check: install
+	$(BIN)/python -m scripts.prod_check
 
 # Soak test under faults, ending in a ledger: make chaos [DURATION=1800] [DB=postgres]
 chaos: install

@@ -144,6 +144,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Shop <shop@localhost>")
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Health checks and scrapers call these from inside the network over plain
+    # HTTP, not through the TLS proxy: a redirect to https would fail them.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
@@ -185,6 +188,9 @@ CELERY_TASK_ROUTES = ["mediator.handlers.routing.route_handler_task"]
 # Records messages Celery would drop unread (undecodable, invalid) as poisoned.
 CELERY_WORKER_CONSUMER = "mediator.worker.consumer:Consumer"
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
+# Write the schedule file after every task sent, not every 3 minutes: its
+# modification time is what the compose health check of beat reads.
+CELERY_BEAT_SYNC_EVERY = 1
 
 # --- Mediator (defaults and meaning of each key: mediator/conf.py) ---------
 MEDIATOR = {

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -37,22 +38,32 @@ class RedisServer:
     """A redis-server child process on loopback. Stop it with stop()."""
 
     def __init__(
-        self, *, port: int | None = None, data_dir: Path | None = None, fsync_always: bool = False
+        self,
+        *,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        fsync_always: bool = False,
+        password: str | None = None,
     ) -> None:
         """data_dir: keep an append-only file there (AOF), fsynced every second,
         or before every reply with fsync_always (nothing it answered is lost
-        to a SIGKILL)."""
+        to a SIGKILL). password: clients must send it (requirepass), as the
+        compose Redis asks; url carries it."""
         self.port = port or free_port()
         self.data_dir = data_dir
         self.fsync_always = fsync_always
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.password:
+            args += ["--requirepass", self.password]
         if self.data_dir is None:
             args += ["--save", "", "--appendonly", "no"]
         else:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from celery.app.defaults import NAMESPACES, flatten
@@ -9,7 +12,8 @@ from django_celery_results.models import TaskResult
 
 from config.celery import app as celery_app
 from config.celery import ping
-from tests.support import Worker, wait_for
+from scripts.redis_server import RedisServer
+from tests.support import ROOT, Worker, subprocess_env, wait_for
 
 
 def known_celery_settings() -> set[str]:
@@ -49,3 +53,29 @@ def test_real_worker_runs_a_task_and_its_result_lands_in_the_database(
     assert row.task_name == "config.ping"
     assert json.loads(row.result) == "pong"
     assert str(row.worker).startswith("test-")  # type: ignore[attr-defined]
+
+
+def test_beat_rewrites_its_schedule_after_every_task_it_sends(tmp_path: Path) -> None:
+    """Compose's health check of beat reads the schedule file's modification
+    time; by Celery's default beat rewrites it only every 3 minutes."""
+    broker = RedisServer().start()  # its own: the session broker's workers get no relay tasks
+    env = subprocess_env(broker.url, MEDIATOR_RELAY_INTERVAL="0.5")
+    argv = [sys.executable, "-m", "celery", "-A", "config", "beat", "--schedule"]
+    beat = subprocess.Popen(
+        [*argv, str(tmp_path / "celerybeat-schedule")], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+    def written() -> float:  # one file or several (.dat, .dir), by the dbm module
+        return max((p.stat().st_mtime for p in tmp_path.glob("celerybeat-schedule*")), default=0)
+
+    try:
+        first = wait_for(written, timeout=30, interval=0.1, message="beat's schedule file")
+        wait_for(
+            lambda: written() > first + 1.5, timeout=30, interval=0.1,
+            message="beat to rewrite its schedule after sending the relay task",
+        )  # fmt: skip
+    finally:
+        beat.terminate()
+        beat.wait(10)
+        broker.stop()

@@ -4,13 +4,12 @@ and the paths the compose commands write belong to the user it runs as."""
 
 from __future__ import annotations
 
-import fnmatch
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from config import settings as production
+from scripts.image_context import build_context, dockerignore_patterns
 from tests.config.test_compose import COMPOSE
 from tests.support import ROOT
 
@@ -20,33 +19,6 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 FIRST_PARTY = sorted(
     {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench", "chaos", "scripts"}
 )
-
-
-def ignored(relative: str, patterns: list[str]) -> bool:
-    parts = relative.split("/")
-    for pattern in patterns:
-        pattern = pattern.removeprefix("**/")
-        if fnmatch.fnmatch(relative, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts):
-            return True
-    return False
-
-
-def build_context(into: Path) -> Path:
-    patterns = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    tracked = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    for relative in tracked:
-        source = ROOT / relative
-        if source.is_file() and not ignored(relative, patterns):
-            (into / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, into / relative)
-    return into
 
 
 IMPORTS = """
@@ -71,7 +43,7 @@ print("\\n".join(outside) or "all inside")
 
 def test_the_image_copies_the_whole_tree_and_leaves_out_local_state() -> None:
     assert "COPY . ." in DOCKERFILE
-    patterns = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = dockerignore_patterns()
     for local in (".git", ".venv", "var", "db.sqlite3*", "staticfiles"):
         assert local in patterns, f".dockerignore should leave out {local}"
 

@@ -119,3 +119,31 @@ def test_allowed_hosts_and_email_from_environment() -> None:
         "/tmp/mails",
         "Shop <noreply@example.com>",
     ]
+
+
+REDIRECTS = """
+import json, django
+django.setup()
+from django.http import HttpResponse
+from django.middleware.security import SecurityMiddleware
+from django.test import RequestFactory
+security = SecurityMiddleware(lambda request: HttpResponse("served"))
+factory = RequestFactory(SERVER_NAME="localhost")
+print(json.dumps({path: security(factory.get(path)).status_code
+                  for path in ("/healthz", "/readyz", "/metrics", "/orders/", "/readyz/x")}))
+"""
+
+
+def test_plain_http_is_sent_to_https_except_the_probes_from_inside_the_network() -> None:
+    """Compose's health checks (and a Prometheus scraper) call the web over
+    plain HTTP, not through the TLS proxy: a redirect would fail them."""
+    clean = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env = {**clean, "DJANGO_DEBUG": "false", "SECRET_KEY": GOOD_KEY, "SECURE_SSL_REDIRECT": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", REDIRECTS], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "/healthz": 200, "/readyz": 200, "/metrics": 200, "/orders/": 301, "/readyz/x": 301,
+    }  # fmt: skip
