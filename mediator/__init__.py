@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from mediator.messages.context import current_event_id
     from mediator.sagas.definition import Saga, Step, start_saga
 
+__version__ = "0.2.0"  # the one place; CHANGELOG.md says what each version changed
+
 _PUBLIC = {
     "CallNext": "mediator.handlers.pipeline",
     "CircuitOpen": "mediator.exceptions",
