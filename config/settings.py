@@ -207,6 +207,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 
 # /readyz answers 503 when the oldest undispatched event is older than this.
 READYZ_MAX_OUTBOX_LAG = env_float("READYZ_MAX_OUTBOX_LAG", 60.0)
+# /readyz asks the broker at most once per this many seconds (per process),
+# each time with this connect timeout; requests in between reuse the answer.
+READYZ_BROKER_CHECK_SECONDS = env_float("READYZ_BROKER_CHECK_SECONDS", 5.0)
+READYZ_BROKER_TIMEOUT = env_float("READYZ_BROKER_TIMEOUT", 1.0)
 
 # Where operators open Flower (admin links). Not FLOWER_*: Flower reads those as its options.
 PUBLIC_FLOWER_URL = env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555")
