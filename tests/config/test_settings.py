@@ -27,6 +27,8 @@ print(json.dumps({
     "SECURE_PROXY_SSL_HEADER": settings.SECURE_PROXY_SSL_HEADER,
     "HSTS": [settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_INCLUDE_SUBDOMAINS,
              settings.SECURE_HSTS_PRELOAD],
+    "LOGIN_THROTTLE": [settings.AXES_FAILURE_LIMIT, settings.AXES_COOLOFF_TIME.total_seconds(),
+                       settings.AXES_LOCKOUT_PARAMETERS],
 }))
 """
 # A plain-HTTP request that claims, in X-Forwarded-Proto, to have come over HTTPS.
@@ -175,3 +177,13 @@ def test_allowed_hosts_and_email_from_environment() -> None:
         "/tmp/mails",
         "Shop <noreply@example.com>",
     ]
+
+
+def test_login_throttling_is_on_by_default_and_tuned_from_the_environment() -> None:
+    s = settings_with(DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY)
+    assert s["LOGIN_THROTTLE"] == [5, 900.0, [["username", "ip_address"]]]
+    s = settings_with(
+        DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY, LOGIN_FAILURE_LIMIT="3",
+        LOGIN_COOLOFF_MINUTES="0.5",
+    )  # fmt: skip
+    assert s["LOGIN_THROTTLE"][:2] == [3, 30.0]
