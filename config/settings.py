@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_results",
+    "axes",
     "mediator",
     "ordering",
     "shipping",
@@ -61,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "mediator.ops.middleware.CorrelationIdMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -107,6 +110,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# --- Login throttling (django-axes), on the admin's and the customers' login
+# alike: after LOGIN_FAILURE_LIMIT failed logins for one username from one
+# address, that pair gets a 429 page for LOGIN_COOLOFF_MINUTES. The address is
+# REMOTE_ADDR (no forwarded header is believed); behind a proxy that is the
+# proxy's, and the lock then falls on the username.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_COOLOFF_MINUTES", 15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login; failures are kept
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "orders:order-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -142,7 +160,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Shop <shop@localhost>")
 
 # --- Security with DEBUG off ----------------------------------------------
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # X-Forwarded-Proto says "this came over HTTPS" only when a proxy we run
+    # sets it; with gunicorn reachable directly any client could send it.
+    if env_bool("BEHIND_TLS_PROXY", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Health checks and scrapers call these from inside the network over plain
     # HTTP, not through the TLS proxy: a redirect to https would fail them.
@@ -150,8 +171,12 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    # Commitments for every subdomain, and for browsers' preload lists (hard to
+    # undo): the operator opts in.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    # check --deploy warns while those two are off: they are off by decision.
+    SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 
 # --- Celery (every key here must be one Celery knows; a test checks) -------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -234,6 +259,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 
 # /readyz answers 503 when the oldest undispatched event is older than this.
 READYZ_MAX_OUTBOX_LAG = env_float("READYZ_MAX_OUTBOX_LAG", 60.0)
+# /readyz asks the broker at most once per this many seconds (per process),
+# each time with this connect timeout; requests in between reuse the answer.
+READYZ_BROKER_CHECK_SECONDS = env_float("READYZ_BROKER_CHECK_SECONDS", 5.0)
+READYZ_BROKER_TIMEOUT = env_float("READYZ_BROKER_TIMEOUT", 1.0)
 
 # Where operators open Flower (admin links). Not FLOWER_*: Flower reads those as its options.
 PUBLIC_FLOWER_URL = env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555")

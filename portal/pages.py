@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mediator.models import SagaRun
@@ -53,3 +54,26 @@ def order_page(order: Order) -> OrderPage:
         events=events,
         checkout=checkout,
     )
+
+
+# The order page names steps and events in these words, and says what went
+# wrong in fixed sentences (portal/templates/portal/_order_live.html), never
+# with an exception's text (hosts, ports, driver messages) or a dotted code
+# path: those stay on the staff pages (poisoned-task and saga-run admin).
+
+
+def step_name(handler: str) -> str:
+    """A handler's last dotted segment: "shipping.handlers.create_shipment" →
+    "create_shipment" (the page's data-handler)."""
+    return handler.rsplit(".", 1)[-1]
+
+
+def step_label(handler: str) -> str:
+    """ "shipping.handlers.create_shipment" → "Create shipment"."""
+    return step_name(handler).replace("_", " ").strip().capitalize() or "Step"
+
+
+def event_label(event_type: str) -> str:
+    """ "ordering.OrderPlaced" → "Order placed"."""
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+", event_type.rsplit(".", 1)[-1])
+    return " ".join(words).capitalize() or "Event"

@@ -18,6 +18,20 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
+def processes(web_port: str, flower_port: str) -> dict[str, list[str]]:
+    """The command line of each process. No secret on any: a command line is
+    visible to every user of the machine (ps); Flower reads its basic-auth
+    credentials from FLOWER_BASIC_AUTH in its environment."""
+    manage = [PYTHON, "manage.py"]
+    celery = [PYTHON, "-m", "celery", "-A", "config"]
+    return {
+        "web": [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"],
+        "worker": [*celery, "worker", "-l", "INFO", "--concurrency", "2", "-n", "worker@%h"],
+        "beat": [*celery, "beat", "-l", "INFO"],
+        "flower": [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"],
+    }
+
+
 def main() -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_DEBUG", "true")
@@ -40,25 +54,18 @@ def main() -> int:
             [*manage, "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True
         )
         subprocess.run([*manage, "seed_demo"], env=env, cwd=ROOT, check=True)
-        celery = [PYTHON, "-m", "celery", "-A", "config"]
         manager = Manager(Printer(sys.stdout))
-        processes = {
-            "web": [*manage, "runserver", f"127.0.0.1:{web_port}", "--noreload"],
-            "worker": [*celery, "worker", "-l", "INFO", "--concurrency", "2", "-n", "worker@%h"],
-            "beat": [*celery, "beat", "-l", "INFO"],
-            "flower": [
-                *celery, "flower", f"--port={flower_port}", "--address=127.0.0.1",
-                f"--basic-auth={env['FLOWER_BASIC_AUTH']}",
-            ],
-        }  # fmt: skip
         # Web and worker count Prometheus metrics into one directory, so the
         # web's /metrics adds up every process (emptied at each start).
         metrics_dir = ROOT / "var" / "prometheus"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
-        counting = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-        for name, argv in processes.items():
-            process_env = counting if name in ("web", "worker") else env
+        # Flower's password goes to Flower alone, in its environment.
+        others = {k: v for k, v in env.items() if k != "FLOWER_BASIC_AUTH"}
+        envs = {"flower": env, "beat": others}
+        counting = {**others, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        for name, argv in processes(web_port, flower_port).items():
+            process_env = envs.get(name, counting)
             manager.add_process(name, subprocess.list2cmdline(argv), env=process_env, cwd=str(ROOT))
         print(
             "\n"

@@ -40,7 +40,10 @@ def test_admin_redirects_anonymous_users_to_login(client: Client, name: str) -> 
 
 @pytest.mark.django_db
 def test_admin_lists_demo_orders(staff_client: Client) -> None:
-    call_command("seed_demo", "--orders", "2", stdout=StringIO())
+    call_command(
+        "seed_demo", "--orders", "2", "--admin-password", "Plinth-Marmot-Quarry-42",
+        "--customer-password", "Velvet-Anchor-Tundra-17", stdout=StringIO(),
+    )  # fmt: skip
     response = staff_client.get(reverse("admin:ordering_order_changelist"))
     assert response.status_code == 200
     assert response.content.count(b'class="field-total"') == 2

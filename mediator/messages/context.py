@@ -9,11 +9,23 @@ and names the event that caused it.
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+
+# What an id from outside (an X-Correlation-ID header, a task message) must look
+# like to be passed on: no spaces or "=" that would forge key=value log fields,
+# and no longer than the outbox and saga columns (64).
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def valid_id(value: object) -> str | None:
+    """The value if it is an id we may pass on (ID_PATTERN), else None."""
+    return value if isinstance(value, str) and ID_PATTERN.fullmatch(value) else None
+
 
 _correlation_id: ContextVar[str | None] = ContextVar("mediator_correlation_id", default=None)
 _causation_id: ContextVar[str | None] = ContextVar("mediator_causation_id", default=None)
@@ -54,8 +66,8 @@ def message_context(
     *, correlation_id: str | None, causation_id: str | None, handling: uuid.UUID | None = None
 ) -> Iterator[None]:
     tokens = (
-        _correlation_id.set(correlation_id),
-        _causation_id.set(causation_id),
+        _correlation_id.set(valid_id(correlation_id)),
+        _causation_id.set(valid_id(causation_id)),
         _handling.set(handling),
     )
     sent = _sent.set(itertools.count() if handling is not None else None)

@@ -21,6 +21,7 @@ from django.utils import timezone
 from mediator.conf import mediator_settings
 from mediator.exceptions import ImproperEvent, InvalidPayload, MalformedMessage
 from mediator.messages.base import Command, DomainEvent, Message, message_types
+from mediator.messages.context import valid_id
 
 
 def check_payload_size(event_type: str, size: int) -> None:
@@ -98,8 +99,8 @@ class Envelope:
             version=type(event).version,
             occurred_at=timezone.now(),
             payload=payload,
-            correlation_id=correlation_id or str(event_id),
-            causation_id=causation_id or "",
+            correlation_id=valid_id(correlation_id) or str(event_id),
+            causation_id=valid_id(causation_id) or "",
             traceparent=traceparent,
             subject=subject_of(event, payload),
         )
@@ -130,8 +131,10 @@ class Envelope:
             version=message["version"],
             occurred_at=occurred_at,
             payload=message["payload"],
-            correlation_id=str(message["correlation_id"] or ""),
-            causation_id=str(message["causation_id"] or ""),
+            # From outside: an id that is not a plain one (log-field forgery, or
+            # longer than the columns it is copied into) becomes this message's own.
+            correlation_id=valid_id(message["correlation_id"]) or str(event_id),
+            causation_id=valid_id(message["causation_id"]) or "",
             traceparent=str(message.get("traceparent") or "")[:64],
             subject=str(message.get("subject") or "")[:SUBJECT_MAX_LENGTH],
             extra={k: v for k, v in message.items() if k not in STORED_FIELDS},

@@ -22,12 +22,17 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text format. With MEDIATOR["METRICS_TOKEN"] set, a scrape must send
     `Authorization: Bearer <token>`; without it, /metrics is open (keep it
     off the public internet, as is usual for /metrics)."""
-    token = str(mediator_settings()["METRICS_TOKEN"] or "")
-    if token:
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent.encode(), token.encode()):
-            return HttpResponse("metrics need a bearer token\n", status=401)
+    if mediator_settings()["METRICS_TOKEN"] and not has_metrics_token(request):
+        return HttpResponse("metrics need a bearer token\n", status=401)
     return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def has_metrics_token(request: HttpRequest) -> bool:
+    """The request sends `Authorization: Bearer <MEDIATOR["METRICS_TOKEN"]>`
+    (False while no token is set: nobody has it then)."""
+    token = str(mediator_settings()["METRICS_TOKEN"] or "")
+    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return bool(token) and hmac.compare_digest(sent.encode(), token.encode())
 
 
 @require_POST

@@ -103,3 +103,17 @@ def test_metrics_need_a_token_in_compose() -> None:
     for name in APP_SERVICES:
         token = COMPOSE["services"][name]["environment"]["METRICS_TOKEN"]
         assert token.startswith("${METRICS_TOKEN:?"), f"{name}: /metrics would be open"
+
+
+def test_compose_believes_no_forwarded_proto_unless_told() -> None:
+    """Port 8000 is published directly: X-Forwarded-Proto is anyone's to send."""
+    for name in APP_SERVICES:
+        env = COMPOSE["services"][name]["environment"]
+        assert env["BEHIND_TLS_PROXY"] == "${BEHIND_TLS_PROXY:-false}", name
+        assert env["SECURE_HSTS_PRELOAD"] == "${SECURE_HSTS_PRELOAD:-false}", name
+
+
+def test_the_web_health_check_asks_readyz_without_credentials() -> None:
+    test = COMPOSE["services"]["web"]["healthcheck"]["test"]
+    assert "http://127.0.0.1:8000/readyz" in test[-1]
+    assert "Authorization" not in test[-1]  # the public answer's status code is enough

@@ -24,15 +24,32 @@ print(json.dumps({
     "EMAIL": [settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT,
               settings.EMAIL_FILE_PATH, settings.DEFAULT_FROM_EMAIL],
     "SESSION_COOKIE_SECURE": settings.SESSION_COOKIE_SECURE,
+    "SECURE_PROXY_SSL_HEADER": settings.SECURE_PROXY_SSL_HEADER,
+    "HSTS": [settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_INCLUDE_SUBDOMAINS,
+             settings.SECURE_HSTS_PRELOAD],
+    "LOGIN_THROTTLE": [settings.AXES_FAILURE_LIMIT, settings.AXES_COOLOFF_TIME.total_seconds(),
+                       settings.AXES_LOCKOUT_PARAMETERS],
 }))
+"""
+# A plain-HTTP request that claims, in X-Forwarded-Proto, to have come over HTTPS.
+FORGED_PROTO = """
+import json, django
+from django.test import Client
+django.setup()
+answers = {}
+for path in ("/no-such-page/", "/healthz"):
+    response = Client().get(path, headers={"X-Forwarded-Proto": "https"})
+    answers[path] = [response.status_code, response.get("Location"),
+                     response.get("Strict-Transport-Security")]
+print(json.dumps(answers))
 """
 GOOD_KEY = "k" * 50
 
 
-def load(**env: str) -> subprocess.CompletedProcess[str]:
+def load(script: str = DUMP, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "config.settings", **env}
     return subprocess.run(
-        [sys.executable, "-c", DUMP],
+        [sys.executable, "-c", script],
         cwd=ROOT,
         env=clean,
         capture_output=True,
@@ -41,8 +58,8 @@ def load(**env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def settings_with(**env: str) -> dict:
-    result = load(**env)
+def settings_with(script: str = DUMP, **env: str) -> dict:
+    result = load(script, **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -71,6 +88,47 @@ def test_debug_off_with_real_key_starts_with_secure_cookies() -> None:
     s = settings_with(DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY)
     assert s["DEBUG"] is False
     assert s["SESSION_COOKIE_SECURE"] is True
+
+
+def test_production_trusts_no_forwarded_proto_and_commits_to_no_hsts_extras_by_default() -> None:
+    s = settings_with(DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY)
+    assert s["SECURE_PROXY_SSL_HEADER"] is None
+    assert s["HSTS"] == [60 * 60 * 24 * 365, False, False]
+
+
+def test_a_forged_forwarded_proto_is_redirected_to_https_not_believed() -> None:
+    answers = settings_with(
+        FORGED_PROTO, DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY, ALLOWED_HOSTS="testserver"
+    )
+    status, location, hsts = answers["/no-such-page/"]
+    assert (status, location, hsts) == (301, "https://testserver/no-such-page/", None)
+    # The health check asks over plain HTTP from inside the container.
+    assert answers["/healthz"][0] == 200
+
+
+def test_behind_a_tls_proxy_its_forwarded_proto_is_believed() -> None:
+    answers = settings_with(
+        FORGED_PROTO,
+        DJANGO_DEBUG="false",
+        SECRET_KEY=GOOD_KEY,
+        ALLOWED_HOSTS="testserver",
+        BEHIND_TLS_PROXY="true",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="true",
+        SECURE_HSTS_PRELOAD="true",
+    )
+    status, location, hsts = answers["/no-such-page/"]
+    assert (status, location) == (404, None)  # served, over "HTTPS"
+    assert hsts == "max-age=31536000; includeSubDomains; preload"
+
+
+def test_hsts_extras_are_opt_in_one_by_one() -> None:
+    s = settings_with(
+        DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY, SECURE_HSTS_INCLUDE_SUBDOMAINS="true"
+    )
+    assert s["HSTS"] == [60 * 60 * 24 * 365, True, False]
+    assert settings_with(DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY, BEHIND_TLS_PROXY="yes")[
+        "SECURE_PROXY_SSL_HEADER"
+    ] == ["HTTP_X_FORWARDED_PROTO", "https"]
 
 
 def test_bad_boolean_is_a_clear_error() -> None:
@@ -147,3 +205,13 @@ def test_plain_http_is_sent_to_https_except_the_probes_from_inside_the_network()
     assert json.loads(done.stdout) == {
         "/healthz": 200, "/readyz": 200, "/metrics": 200, "/orders/": 301, "/readyz/x": 301,
     }  # fmt: skip
+
+
+def test_login_throttling_is_on_by_default_and_tuned_from_the_environment() -> None:
+    s = settings_with(DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY)
+    assert s["LOGIN_THROTTLE"] == [5, 900.0, [["username", "ip_address"]]]
+    s = settings_with(
+        DJANGO_DEBUG="false", SECRET_KEY=GOOD_KEY, LOGIN_FAILURE_LIMIT="3",
+        LOGIN_COOLOFF_MINUTES="0.5",
+    )  # fmt: skip
+    assert s["LOGIN_THROTTLE"][:2] == [3, 30.0]

@@ -126,10 +126,11 @@ def test_open_breaker_shows_in_readyz_and_dashboard_and_an_operator_closes_it(
     breaker = Breaker(DOWNSTREAM)
     open_it(breaker)
 
-    assert client.get("/readyz").json()["breakers"][DOWNSTREAM] == "open"
-
+    assert "breakers" not in client.get("/readyz").content.decode()  # anonymous: no names
     staff = User.objects.create_superuser("ops", "ops@example.com", "pw")
     client.force_login(staff)
+    assert client.get("/readyz").json()["details"]["breakers"][DOWNSTREAM] == "open"
+
     page = client.get(reverse("mediator-dashboard")).content.decode()
     assert f'data-breaker="{DOWNSTREAM}"' in page
     assert '<td class="state">open</td>' in page
@@ -139,7 +140,7 @@ def test_open_breaker_shows_in_readyz_and_dashboard_and_an_operator_closes_it(
     response = client.post(close, follow=True)
     assert f"Circuit breaker {DOWNSTREAM!r} is closed" in html.unescape(response.content.decode())
     assert breaker.state().state == "closed"
-    assert client.get("/readyz").json()["breakers"][DOWNSTREAM] == "closed"
+    assert client.get("/readyz").json()["details"]["breakers"][DOWNSTREAM] == "closed"
 
     unknown = client.post(reverse("mediator-close-breaker", args=["nope"]), follow=True)
     assert "There is no circuit breaker named 'nope'" in html.unescape(unknown.content.decode())

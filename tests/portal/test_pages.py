@@ -123,7 +123,7 @@ def test_order_page_shows_items_cancel_step_and_a_timeline_not_yet_settled(
     assert f"Yes, cancel order #{order.pk}" in page
     assert 'data-event-type="ordering.OrderPlaced"' in page
     # A test transaction never commits: the event waits for the broker hand-over.
-    assert 'data-handler="shipping.handlers.create_shipment" data-state="waiting"' in page
+    assert 'data-handler="create_shipment" data-state="waiting"' in page
     live = client.get(reverse("orders:order-live", args=[order.pk]))
     assert live["X-Live-Settled"] == "false"
     assert live["Cache-Control"] == "no-store"

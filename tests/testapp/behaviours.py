@@ -52,6 +52,8 @@ def faults(message: Message, context: HandlerContext, call_next: CallNext) -> An
     - "refuse": raise a PermanentError before the handler runs;
     - "flaky:N": let the handler run, then raise ConnectionError, N times
       (its transaction rolls back, so nothing of it stays);
+    - "down:N": raise ConnectionError before the handler runs, N times;
+    - "refuse:<text>", "flaky:N:<text>", "down:N:<text>": the exception says <text>;
     - "stall": on the first run only, after the handler ran and before its
       transaction commits, record the process id in `<key>:pid` and wait
       (up to 60 s) for `<key>:go`: the window in which a test kills it.
@@ -66,12 +68,19 @@ def faults(message: Message, context: HandlerContext, call_next: CallNext) -> An
     if planted is None:
         return call_next()
     fault = planted.decode() if isinstance(planted, bytes) else str(planted)
-    if fault == "refuse":
-        raise PermanentError(f"injected: {context.handler} refuses order {order_id}")
+    kind, _, rest = fault.partition(":")
+    if kind == "refuse":
+        raise PermanentError(rest or f"injected: {context.handler} refuses order {order_id}")
+    if kind == "down":
+        times, _, text = rest.partition(":")
+        if store().incr(f"{key}:runs") <= int(times):
+            raise ConnectionError(text or f"injected: {context.handler}'s downstream is down")
     result = call_next()
-    if fault.startswith("flaky:") and store().incr(f"{key}:runs") <= int(fault[6:]):
-        raise ConnectionError(f"injected: {context.handler} lost its connection")
-    if fault == "stall" and store().set(f"{key}:stalled", 1, nx=True):
+    if kind == "flaky":
+        times, _, text = rest.partition(":")
+        if store().incr(f"{key}:runs") <= int(times):
+            raise ConnectionError(text or f"injected: {context.handler} lost its connection")
+    if kind == "stall" and store().set(f"{key}:stalled", 1, nx=True):
         import os
         import time
 
