@@ -34,7 +34,8 @@ def wheel_metadata(wheel: Path) -> dict[str, list[str]]:
     with zipfile.ZipFile(wheel) as archive:
         [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         message = Parser().parsestr(archive.read(name).decode())
-    return {key: message.get_all(key) or [] for key in ("Version", "Requires-Dist", "Provides-Extra")}
+    keys = ("Version", "Requires-Dist", "Provides-Extra")
+    return {key: message.get_all(key) or [] for key in keys}
 
 
 def problems(folder: Path) -> list[str]:
