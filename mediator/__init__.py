@@ -8,7 +8,9 @@ to this order with import-linter (pyproject.toml, [tool.importlinter]):
 
     ops            admin, dashboard, views, middleware, system checks
                    (and the app shell: apps, wiring, admin, urls, models, management)
-    observability  metrics, tracing setup, log filter, timeline, selectors, graph
+    observability | retention
+                   metrics, tracing setup, log filter, timeline, selectors, graph |
+                   pruning what is finished
     sagas | resilience
                    saga declarations and runner | circuit breakers
     worker | recovery
@@ -17,7 +19,7 @@ to this order with import-linter (pyproject.toml, [tool.importlinter]):
     delivery       publish, send, outbox, mapping, dispatch, inbox, progress, poison
     handlers       handler specs, the registry and `handles`, the pipeline
     messages       event and command classes, their types, envelope, context
-    conf, exceptions, signals
+    conf, exceptions, signals, extras (the optional dependencies)
 
 Importing this package needs no app registry: the names below are loaded on
 first use (PEP 562).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from importlib.util import find_spec
 from typing import Any
 
 from django.conf import settings
@@ -65,7 +66,8 @@ DEFAULTS: dict[str, Any] = {
     "BEHAVIOURS": [
         "mediator.observability.behaviours.log",
         "mediator.observability.behaviours.trace",
-        "mediator.observability.behaviours.measure",
+        # Prometheus figures, with the 'prometheus' extra installed.
+        *(["mediator.observability.metrics.measure"] if find_spec("prometheus_client") else []),
         "mediator.resilience.behaviours.circuit_breaker",
         "mediator.handlers.behaviours.validate",
     ],

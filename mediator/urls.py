@@ -1,6 +1,6 @@
 """The mediator's views, for a project's root URLconf:
 
-    urlpatterns = [
+    urlpatterns: list[URLPattern] = [
         path("", include("mediator.urls")),  # before admin.site.urls
         path("admin/", admin.site.urls),
         ...
@@ -13,13 +13,16 @@ admin.site.urls, whose catch-all would answer /admin/mediator/dashboard/
 with a 404.
 """
 
+from importlib import import_module
+
 from django.contrib import admin
-from django.urls import path
+from django.urls import URLPattern, path
 
+from mediator.extras import installed
 from mediator.ops.dashboard import dashboard
-from mediator.ops.views import close_breaker, metrics_view
+from mediator.ops.views import close_breaker
 
-urlpatterns = [
+urlpatterns: list[URLPattern] = [
     path(
         "admin/mediator/dashboard/",
         admin.site.admin_view(dashboard),
@@ -30,5 +33,7 @@ urlpatterns = [
         admin.site.admin_view(close_breaker),
         name="mediator-close-breaker",
     ),
-    path("metrics", metrics_view, name="metrics"),
 ]
+if installed("prometheus"):  # /metrics comes with the 'prometheus' extra
+    metrics_view = import_module("mediator.ops.metrics_view").metrics_view
+    urlpatterns.append(path("metrics", metrics_view, name="metrics"))

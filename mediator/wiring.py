@@ -5,14 +5,17 @@ of apps.py because Django imports apps.py before any model can be imported,
 and most of what is connected here reaches a model.
 """
 
+from importlib import import_module
+
 from django.core import checks
 from django.core.signals import setting_changed
 from django.utils.module_loading import autodiscover_modules
 
 from mediator import conf
+from mediator.extras import installed
 from mediator.handlers import pipeline
-from mediator.observability import metrics, tracing
-from mediator.ops.checks import check_wiring
+from mediator.observability import tracing
+from mediator.ops.checks import check_migrations, check_wiring
 from mediator.recovery import sweep  # noqa: F401  (registers the beat task)
 from mediator.resilience import breaker
 from mediator.retention import prune  # noqa: F401  (registers the beat task)
@@ -28,6 +31,7 @@ def connect() -> None:
     ):
         setting_changed.connect(reset, dispatch_uid=f"{reset.__module__}.reset")
     checks.register(check_wiring, "mediator")
+    checks.register(check_migrations, "mediator")
     # Every installed app's handlers.py and sagas.py, so @handles and the
     # sagas register in web and worker alike; then the sagas' step handlers,
     # then a Celery task for every handler (and for later ones).
@@ -35,5 +39,6 @@ def connect() -> None:
     runner.connect()
     tasks.connect()
     receivers.connect()
-    metrics.connect()
+    if installed("prometheus"):  # the metrics module needs it
+        import_module("mediator.observability.metrics").connect()
     tracing.setup()

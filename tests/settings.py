@@ -55,7 +55,7 @@ MEDIATOR = {
         "tests.testapp.behaviours.outer",
         "mediator.observability.behaviours.log",
         "mediator.observability.behaviours.trace",
-        "mediator.observability.behaviours.measure",
+        "mediator.observability.metrics.measure",
         "mediator.resilience.behaviours.circuit_breaker",
         "mediator.handlers.behaviours.validate",
         "tests.testapp.behaviours.inner",

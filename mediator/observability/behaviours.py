@@ -1,5 +1,6 @@
-"""Behaviours that make handler runs visible: a log line, a span and
-Prometheus figures per run (mediator.handlers.pipeline explains the chain)."""
+"""Behaviours that make handler runs visible: a log line and a span per run
+(mediator.handlers.pipeline explains the chain; Prometheus figures are
+mediator.observability.metrics.measure, with the 'prometheus' extra)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from mediator.handlers.pipeline import CallNext, HandlerContext
 from mediator.messages import trace_context
 from mediator.messages.base import Message
 from mediator.messages.context import delivery_log_context
-from mediator.observability import metrics
 
 logger = logging.getLogger("mediator.handler")
 
@@ -64,20 +64,3 @@ def trace(message: Message, context: HandlerContext, call_next: CallNext) -> Any
         },
     ):
         return call_next()
-
-
-def measure(message: Message, context: HandlerContext, call_next: CallNext) -> Any:
-    """Prometheus: runs by outcome, and their duration (mediator.observability.metrics)."""
-    started = time.perf_counter()
-    try:
-        result = call_next()
-    except Deferred:
-        metrics.HANDLER_RUNS.labels(context.handler, "deferred").inc()
-        raise  # not run: no duration
-    except Exception:
-        metrics.HANDLER_RUNS.labels(context.handler, "failed").inc()
-        metrics.HANDLER_SECONDS.labels(context.handler).observe(time.perf_counter() - started)
-        raise
-    metrics.HANDLER_SECONDS.labels(context.handler).observe(time.perf_counter() - started)
-    metrics.HANDLER_RUNS.labels(context.handler, "duplicate" if context.duplicate else "done").inc()
-    return result

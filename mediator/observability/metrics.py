@@ -9,15 +9,31 @@ database and Redis when scraped, so they are right whichever process answers.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from django.db import transaction
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.registry import Collector
 
+from mediator.extras import missing
+
+try:
+    from prometheus_client import (
+        REGISTRY,
+        CollectorRegistry,
+        Counter,
+        Histogram,
+        generate_latest,
+    )
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client.registry import Collector
+except ImportError as exc:
+    raise missing("prometheus", "Metrics (/metrics and the measure behaviour)") from exc
+
+from mediator.exceptions import Deferred
+from mediator.handlers.pipeline import CallNext, HandlerContext
+from mediator.messages.base import Message
 from mediator.observability import selectors
 from mediator.resilience import breaker
 from mediator.signals import (
@@ -147,3 +163,20 @@ def exposition() -> bytes:
     state = CollectorRegistry()
     state.register(StateCollector())
     return generate_latest(counted) + generate_latest(state)
+
+
+def measure(message: Message, context: HandlerContext, call_next: CallNext) -> Any:
+    """The behaviour that counts runs by outcome, and times them."""
+    started = time.perf_counter()
+    try:
+        result = call_next()
+    except Deferred:
+        HANDLER_RUNS.labels(context.handler, "deferred").inc()
+        raise  # not run: no duration
+    except Exception:
+        HANDLER_RUNS.labels(context.handler, "failed").inc()
+        HANDLER_SECONDS.labels(context.handler).observe(time.perf_counter() - started)
+        raise
+    HANDLER_SECONDS.labels(context.handler).observe(time.perf_counter() - started)
+    HANDLER_RUNS.labels(context.handler, "duplicate" if context.duplicate else "done").inc()
+    return result

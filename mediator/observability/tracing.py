@@ -19,6 +19,7 @@ from typing import Any
 from celery.signals import worker_process_shutdown
 from django.utils.module_loading import import_string
 
+from mediator.extras import require
 from mediator.messages.trace_context import enabled
 
 logger = logging.getLogger("mediator.tracing")
@@ -47,7 +48,9 @@ def setup() -> bool:
     OTEL_* asks for them. Called once per process, from the app's ready()."""
     if not enabled():
         return False
-    # Imported only when tracing is on: the SDK costs startup time otherwise.
+    # Imported only when tracing is on: the SDK costs startup time otherwise,
+    # and it comes with the 'otel' extra.
+    require("opentelemetry.sdk", "otel", "Tracing (OTEL_TRACES_EXPORTER is set)")
     from opentelemetry import trace
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor

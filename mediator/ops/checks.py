@@ -9,9 +9,12 @@ from celery import current_app
 from django.apps import apps
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
 
 from mediator.conf import mediator_settings
 from mediator.exceptions import MediatorError
+from mediator.extras import installed, missing
 from mediator.handlers.pipeline import behaviours
 from mediator.handlers.registry import handler_registry
 from mediator.messages.base import Message, message_types
@@ -68,6 +71,7 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages += _check_visibility_timeout()
     messages += _check_redelivery_bound()
     messages += _check_retention()
+    messages += _check_extras()
     return messages
 
 
@@ -190,3 +194,38 @@ def _check_retention() -> list[CheckMessage]:
             )
         )
     return messages
+
+
+def _check_extras() -> list[CheckMessage]:
+    if installed("redis"):
+        return []
+    return [
+        Error(
+            str(missing("redis", f"{spec.name}'s circuit breaker {spec.breaker!r}")),
+            hint="Breakers share their state through Redis.",
+            id="mediator.E011",
+        )
+        for spec in handler_registry.all()
+        if spec.breaker
+    ]
+
+
+def check_migrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The installed mediator's migrations, applied? (An upgrade that adds one
+    and a forgotten `migrate` would otherwise fail on the first publish.)"""
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError:
+        return []  # no database to ask yet
+    unapplied = [migration.name for migration, _ in plan if migration.app_label == "mediator"]
+    if not unapplied:
+        return []
+    return [
+        Warning(
+            f"{len(unapplied)} migration(s) of the mediator are not applied "
+            f"({', '.join(unapplied)}): publishing and delivery will fail.",
+            hint="Run manage.py migrate.",
+            id="mediator.W003",
+        )
+    ]

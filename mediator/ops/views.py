@@ -1,4 +1,5 @@
-"""Operators' endpoints: Prometheus's /metrics, and closing a breaker by hand."""
+"""Operators' endpoints: closing a breaker by hand, and the token /metrics
+and /readyz's details ask for."""
 
 from __future__ import annotations
 
@@ -7,24 +8,10 @@ import hmac
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
-from prometheus_client import CONTENT_TYPE_LATEST
+from django.views.decorators.http import require_POST
 
 from mediator.conf import mediator_settings
-from mediator.observability import metrics
 from mediator.resilience import breaker
-
-
-@never_cache
-@require_GET
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format. With MEDIATOR["METRICS_TOKEN"] set, a scrape must send
-    `Authorization: Bearer <token>`; without it, /metrics is open (keep it
-    off the public internet, as is usual for /metrics)."""
-    if mediator_settings()["METRICS_TOKEN"] and not has_metrics_token(request):
-        return HttpResponse("metrics need a bearer token\n", status=401)
-    return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 def has_metrics_token(request: HttpRequest) -> bool:

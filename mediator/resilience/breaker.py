@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import redis
 from celery import current_app
 from django.core.exceptions import ImproperlyConfigured
 
 from mediator.conf import mediator_settings
 from mediator.exceptions import CircuitOpen
+from mediator.extras import require
 from mediator.handlers.registry import handler_registry
 from mediator.signals import breaker_transitioned
 
@@ -171,8 +171,17 @@ def redis_url() -> str:
     )
 
 
+try:
+    from redis import RedisError
+except ImportError:  # without the 'redis' extra, a declared breaker is mediator.E011
+
+    class RedisError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis.RedisError, which nothing can raise then."""
+
+
 @cache
-def _client() -> redis.Redis:
+def _client() -> Any:
+    redis = require("redis", "redis", "Circuit breakers (@handles(..., breaker=...))")
     return redis.Redis.from_url(
         redis_url(),
         socket_timeout=1.0,
@@ -239,7 +248,7 @@ class Breaker:
         return self._transition(_CLOSE, [], force=True)
 
     def state(self) -> BreakerState:
-        h: dict[str, str] = _client().hgetall(self.key)  # type: ignore[assignment]
+        h: dict[str, str] = _client().hgetall(self.key)
         now = _redis_now()
         state = h.get("state", CLOSED)
         opened_at = float(h["opened_at"]) if "opened_at" in h else None
@@ -278,7 +287,7 @@ class Breaker:
         try:
             return _script(source)(keys=[self.key], args=args)
         # ValueError: not a Redis URL; ImproperlyConfigured: no Redis URL at all.
-        except (redis.RedisError, ValueError, ImproperlyConfigured) as exc:
+        except (RedisError, ValueError, ImproperlyConfigured) as exc:
             Breaker.unavailable_until = time.monotonic() + UNAVAILABLE_PAUSE_SECONDS
             logger.warning(
                 "breaker %s: Redis unavailable (%s); runs go through unchecked for %.0f s",

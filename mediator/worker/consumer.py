@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.exceptions
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.transport import redis as kombu_redis
 
@@ -33,6 +32,9 @@ RAW_BODY_LIMIT = 10_000
 
 
 def _connection_error_when_collected() -> None:
+    redis = getattr(kombu_redis, "redis", None)  # kombu's import of redis-py, if installed
+    if redis is None:  # no 'redis' extra: a RabbitMQ broker, nothing to patch
+        return
     original = kombu_redis.Channel._connparams  # type: ignore[attr-defined]
     if getattr(original, "mediator_patched", False):
         return
