@@ -156,11 +156,11 @@ def mark_resolved(*, event_id: uuid.UUID, handler: str) -> None:
     ).update(status=PoisonStatus.RESOLVED, resolved_at=timezone.now())
 
 
-def retry(row: PoisonedTask) -> None:
+def retry(row: PoisonedTask) -> str:
     """Enqueue a fresh attempt with a fresh retry budget. The row says
     `retried` until that attempt succeeds (then `resolved`) or fails again.
     A payload that is not an envelope (a message Celery could not decode)
-    cannot be retried: MalformedMessage says why."""
+    cannot be retried: MalformedMessage says why. Returns the new task's id."""
     if handler_registry.get(row.handler) is None:
         raise UnknownHandler(f"No handler named {row.handler!r} is registered; cannot retry.")
     if not isinstance(row.payload, dict):
@@ -178,11 +178,15 @@ def retry(row: PoisonedTask) -> None:
         PoisonedTask.objects.filter(pk=row.pk).update(status=previous)
         raise
     PoisonedTask.objects.filter(pk=row.pk).update(task_id=task_id)
+    return task_id
 
 
-def discard(row: PoisonedTask) -> None:
-    PoisonedTask.objects.filter(pk=row.pk, status=PoisonStatus.POISONED).update(
-        status=PoisonStatus.DISCARDED, resolved_at=timezone.now()
+def discard(row: PoisonedTask) -> bool:
+    """Whether this call discarded it (False: no longer poisoned)."""
+    return bool(
+        PoisonedTask.objects.filter(pk=row.pk, status=PoisonStatus.POISONED).update(
+            status=PoisonStatus.DISCARDED, resolved_at=timezone.now()
+        )
     )
 
 
