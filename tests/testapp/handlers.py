@@ -159,3 +159,7 @@ def note_connection(event: Noted) -> None:
     Effect.objects.create(event_id=current_event_id(), handler="note_connection")
     if event.mode == "fail" and store().incr(f"attempts:{event.key}") == 1:
         raise ConnectionError("downstream unavailable (once)")
+
+
+if os.environ.get("TESTAPP_NEW_RELEASE"):
+    from tests.testapp import new_release  # noqa: F401  (a handler only the newer code has)
