@@ -224,6 +224,7 @@ MEDIATOR = {
     "RELAY_GRACE_SECONDS": env_float("MEDIATOR_RELAY_GRACE", 5.0),
     "RELAY_INTERVAL_SECONDS": env_float("MEDIATOR_RELAY_INTERVAL", 5.0),
     "REDELIVER_AFTER_SECONDS": env_float("MEDIATOR_REDELIVER_AFTER", 600.0),
+    "NO_HANDLERS_AFTER_SECONDS": env_float("MEDIATOR_NO_HANDLERS_AFTER", 300.0),
     # Admin links from a poisoned task to the order its payload names, and to Flower.
     "ADMIN_LINKS": "ordering.admin_links.poisoned_task_links",
     "FLOWER_URL": env_str("PUBLIC_FLOWER_URL", "http://127.0.0.1:5555"),

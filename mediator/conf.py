@@ -37,6 +37,12 @@ DEFAULTS: dict[str, Any] = {
     # The relay dispatches rows still pending this long after they were written.
     "RELAY_GRACE_SECONDS": 5.0,
     "RELAY_BATCH_SIZE": 500,
+    # An event no handler is registered for stays pending this long after it
+    # was published before it is marked no_handlers for good: during a rolling
+    # deploy an old process publishes events whose handlers only the new code
+    # has, and a relay or worker on the new code sends them meanwhile. Keep it
+    # above a deploy's length.
+    "NO_HANDLERS_AFTER_SECONDS": 300.0,
     "RELAY_INTERVAL_SECONDS": 5.0,
     # A delivery dispatched this long ago that is neither done nor poisoned was
     # lost by the broker (restarted without persistence, flushed, failed over)

@@ -4,9 +4,10 @@ the mediator's own, and the order a payload names."""
 from django.urls import NoReverseMatch, reverse
 
 from mediator.delivery.models import PoisonedTask
-from mediator.ops.links import Links, default_links, payload_body
+from mediator.ops.links import Links, default_links, payload_body, reads_payload_keys
 
 
+@reads_payload_keys("order_id")
 def poisoned_task_links(task: PoisonedTask) -> Links:
     links = default_links(task)
     order_id = payload_body(task).get("order_id")

@@ -32,6 +32,9 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Cancelling someone else's order (an operator's): a right of its own,
+        # not implied by being staff or by the admin's change permission.
+        permissions = [("cancel_order", "Can cancel any customer's order")]
 
     def __str__(self) -> str:
         return f"Order #{self.pk} ({self.status})"

@@ -15,12 +15,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery, current_app
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
 from django.utils import timezone
 from kombu import Producer
 
@@ -38,12 +38,14 @@ class DispatchResult:
     dispatched: int = 0
     no_handlers: int = 0
     failed: int = 0
+    waiting: int = 0  # no handler here yet: left pending for a process that has one
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: DispatchResult) -> None:
         self.dispatched += other.dispatched
         self.no_handlers += other.no_handlers
         self.failed += other.failed
+        self.waiting += other.waiting
         self.errors += other.errors
 
 
@@ -267,20 +269,21 @@ def mark_dispatched(ids: Sequence[int], handlers: Sequence[str], now: datetime) 
 
 def dispatch(rows: Sequence[tuple[int, dict[str, Any]]]) -> DispatchResult:
     """Send the tasks of (row id, envelope message) pairs to the handlers
-    subscribed now, then mark the rows: dispatched, no handlers, or still
-    pending with the broker's error."""
+    subscribed now, then mark the rows: dispatched, still pending with the
+    broker's error, waiting for a handler, or no handlers."""
     result = DispatchResult()
     deliveries: list[Delivery] = []
-    no_handlers: list[int] = []
+    unheard: list[tuple[int, dict[str, Any]]] = []
     for row_id, message in rows:
         names = tuple(spec.name for spec in handler_registry.for_type(message["event_type"]))
         if names:
             deliveries.append(Delivery(row_id, message, names))
         else:
-            no_handlers.append(row_id)
+            unheard.append((row_id, message))
     outcome = send(deliveries)
 
     now = timezone.now()
+    no_handlers, waiting = _no_handlers_yet(unheard, now)
 
     def pending() -> QuerySet[OutboxMessage]:
         return OutboxMessage.objects.filter(status=OutboxStatus.PENDING)
@@ -296,6 +299,18 @@ def dispatch(rows: Sequence[tuple[int, dict[str, Any]]]) -> DispatchResult:
             status=OutboxStatus.NO_HANDLERS, dispatched_at=now, handlers=[]
         )
         result.no_handlers = len(no_handlers)
+    if waiting:
+        window = mediator_settings()["NO_HANDLERS_AFTER_SECONDS"]
+        pending().filter(pk__in=list(waiting)).update(
+            created_at=Case(
+                *(When(pk=pk, then=Value(at)) for pk, at in waiting.items()),
+                output_field=DateTimeField(),
+            ),
+            dispatch_attempts=F("dispatch_attempts") + 1,
+            last_error=f"no handler is registered in the process that looked last; waiting "
+            f"{window:g} s from publishing for one that has",
+        )
+        result.waiting = len(waiting)
     if outcome.failed:
         pending().filter(pk__in=[d.row_id for d in outcome.failed]).update(
             dispatch_attempts=F("dispatch_attempts") + 1, last_error=outcome.error[:2000]
@@ -307,6 +322,40 @@ def dispatch(rows: Sequence[tuple[int, dict[str, Any]]]) -> DispatchResult:
             result.failed, outcome.error,
         )  # fmt: skip
     return result
+
+
+MIN_LOOK_AGAIN = timedelta(seconds=1)
+
+
+def _no_handlers_yet(
+    rows: Sequence[tuple[int, dict[str, Any]]], now: datetime
+) -> tuple[list[int], dict[int, datetime]]:
+    """The rows to mark no_handlers, and those to look at again (with when).
+
+    A process that knows no handler for an event may just be older than the
+    code that does (a web process during a rolling deploy publishes an event
+    whose handler only the new workers register). So a row is marked
+    no_handlers only once it is MEDIATOR["NO_HANDLERS_AFTER_SECONDS"] old;
+    until then it stays pending and its created_at, the relay's scan column,
+    is moved to when it is worth another look: after as long again as it has
+    waited (a few looks, at most, in the window; never one per sweep), the
+    last at the window's end. The relay's scan stays the one range on the
+    pending index, and /readyz's lag does not count a row that is only waiting.
+    """
+    window = timedelta(seconds=float(mediator_settings()["NO_HANDLERS_AFTER_SECONDS"]))
+    give_up: list[int] = []
+    look_again: dict[int, datetime] = {}
+    for row_id, message in rows:
+        try:
+            occurred = datetime.fromisoformat(str(message["occurred_at"]))
+        except (KeyError, ValueError):
+            occurred = now - window  # no time to go by: as old as can wait
+        deadline = occurred + window
+        if now >= deadline:
+            give_up.append(row_id)
+        else:
+            look_again[row_id] = min(now + max(now - occurred, MIN_LOOK_AGAIN), deadline)
+    return give_up, look_again
 
 
 class BrokerDownPause:

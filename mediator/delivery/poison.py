@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -11,17 +10,30 @@ from importlib import import_module
 from typing import Any
 
 from celery import current_app
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db.models import CharField
 from django.utils import timezone
 
+from mediator.delivery import storable
 from mediator.delivery.dispatch import send_task
 from mediator.delivery.models import InboxRecord, PoisonedTask, PoisonStatus
-from mediator.exceptions import UnknownHandler
+from mediator.exceptions import MalformedMessage, UnknownHandler
 from mediator.handlers.registry import handler_registry
 from mediator.messages.envelope import Envelope
 from mediator.signals import delivery_poisoned
 
 logger = logging.getLogger("mediator.poison")
+
+
+def _length(column: str) -> int:
+    field = PoisonedTask._meta.get_field(column)
+    assert isinstance(field, CharField)
+    return int(field.max_length or 0)
+
+
+HANDLER_LENGTH, EVENT_TYPE_LENGTH, TASK_ID_LENGTH = map(
+    _length, ["handler", "event_type", "task_id"]
+)
 
 
 def record(
@@ -36,42 +48,82 @@ def record(
     """Write (or update: one row per event and handler) the poisoned delivery,
     and run the delivery_poisoned receivers in the same transaction: a saga
     run is marked stuck (or its step failed) together with the row, or neither
-    is written and the reconciler sends the delivery again later."""
+    is written and the reconciler sends the delivery again later.
+
+    Whatever the message holds, a row is written (mediator.delivery.storable
+    makes every field one the database takes). Should the database still
+    refuse the record (DataError, IntegrityError, or a delivery_poisoned
+    receiver that fails), a minimal row is written instead: handler, task id,
+    exception and why the rest is missing; then the same without the
+    receivers. Only an unreachable database (OperationalError,
+    InterfaceError) raises: the caller keeps the message for later.
+    """
     envelope = message if isinstance(message, dict) else {}
     event_id = _uuid_or_none(envelope.get("event_id"))
     now = timezone.now()
     values = {
-        "event_type": str(envelope.get("event_type", ""))[:200],
-        "payload": _json_safe(message),
-        "exception": f"{type(exception).__name__}: {exception}",
-        "traceback": traceback_text,
+        "event_type": storable.text(envelope.get("event_type", ""), EVENT_TYPE_LENGTH),
+        "payload": storable.payload(message),
+        "exception": storable.text(f"{type(exception).__name__}: {exception}", storable.TEXT_LIMIT),
+        "traceback": storable.text(traceback_text, storable.TEXT_LIMIT, keep="tail"),
         "attempts": attempts,
         "status": PoisonStatus.POISONED,
-        "task_id": task_id,
+        "task_id": storable.text(task_id, TASK_ID_LENGTH),
         "last_failed_at": now,
         "resolved_at": None,
     }
+    key = (event_id, storable.text(handler, HANDLER_LENGTH))
     logger.error(
         "poisoned: %s on %s %s after %d attempt(s): %s",
         handler, values["event_type"], event_id, attempts, values["exception"],
     )  # fmt: skip
+    try:
+        return _write(key, values, handler, message)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as refused:
+        logger.exception("the database refused the poisoned record of %s; writing less", handler)
+        why = f"{type(refused).__name__}: {refused}"
+    minimal = {
+        **values,
+        "payload": None,
+        "traceback": "",
+        "exception": storable.text(values["exception"], 2000)
+        + storable.text(f"\n[payload and traceback not stored: {why}]", 1000),
+    }
+    try:
+        return _write(key, minimal, handler, message)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        logger.exception("the delivery_poisoned receivers failed for %s; row only", handler)
+    return _write(key, minimal, handler, None)
+
+
+def _write(
+    key: tuple[uuid.UUID | None, str], values: dict[str, Any], handler: str, message: Any
+) -> PoisonedTask:
+    """One attempt at the row; the receivers too, unless `message` is None."""
+    event_id, column_handler = key
+    now = values["last_failed_at"]
     with transaction.atomic():
         if event_id is None:
-            row = PoisonedTask.objects.create(handler=handler, first_failed_at=now, **values)
+            row = PoisonedTask.objects.create(handler=column_handler, first_failed_at=now, **values)
         else:
             row, _ = PoisonedTask.objects.update_or_create(
                 event_id=event_id,
-                handler=handler,
+                handler=column_handler,
                 defaults=values,
                 create_defaults={**values, "first_failed_at": now},
             )
-        delivery_poisoned.send(
-            sender=PoisonedTask,
-            row=row,
-            handler=handler,
-            message=message,
-            error=values["exception"],
-        )
+        if message is not None:
+            delivery_poisoned.send(
+                sender=PoisonedTask,
+                row=row,
+                handler=handler,
+                message=message,
+                error=values["exception"],
+            )
     return row
 
 
@@ -156,15 +208,20 @@ def mark_resolved(*, event_id: uuid.UUID, handler: str) -> None:
     ).update(status=PoisonStatus.RESOLVED, resolved_at=timezone.now())
 
 
-def retry(row: PoisonedTask) -> None:
+def retry(row: PoisonedTask) -> str:
     """Enqueue a fresh attempt with a fresh retry budget. The row says
     `retried` until that attempt succeeds (then `resolved`) or fails again.
     A payload that is not an envelope (a message Celery could not decode)
-    cannot be retried: MalformedMessage says why."""
+    cannot be retried: MalformedMessage says why. Returns the new task's id."""
     if handler_registry.get(row.handler) is None:
         raise UnknownHandler(f"No handler named {row.handler!r} is registered; cannot retry.")
     if not isinstance(row.payload, dict):
         raise UnknownHandler(f"Poisoned task {row.pk} has no event envelope to retry.")
+    if (form := storable.stored_otherwise(row.payload)) is not None:
+        raise MalformedMessage(
+            f"Poisoned task {row.pk} kept its message as {form}, not as an envelope: "
+            "it cannot be retried."
+        )
     message = Envelope.from_message(row.payload).to_message()
     previous = row.status
     claimed = PoisonedTask.objects.filter(
@@ -178,11 +235,15 @@ def retry(row: PoisonedTask) -> None:
         PoisonedTask.objects.filter(pk=row.pk).update(status=previous)
         raise
     PoisonedTask.objects.filter(pk=row.pk).update(task_id=task_id)
+    return task_id
 
 
-def discard(row: PoisonedTask) -> None:
-    PoisonedTask.objects.filter(pk=row.pk, status=PoisonStatus.POISONED).update(
-        status=PoisonStatus.DISCARDED, resolved_at=timezone.now()
+def discard(row: PoisonedTask) -> bool:
+    """Whether this call discarded it (False: no longer poisoned)."""
+    return bool(
+        PoisonedTask.objects.filter(pk=row.pk, status=PoisonStatus.POISONED).update(
+            status=PoisonStatus.DISCARDED, resolved_at=timezone.now()
+        )
     )
 
 
@@ -199,11 +260,3 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
         return uuid.UUID(str(value)) if value else None
     except ValueError:
         return None
-
-
-def _json_safe(message: Any) -> Any:
-    try:
-        json.dumps(message)
-    except (TypeError, ValueError):
-        return {"unserializable": repr(message)[:10_000]}
-    return message

@@ -140,7 +140,8 @@ def _state(
             )
         return HandlerState(handler, RUNNING, attempt=progress.attempt, at=progress.updated_at)
     if row.status == OutboxStatus.PENDING:
-        return HandlerState(handler, WAITING, at=row.created_at)
+        # Since it was published (a pending row's created_at is when the relay looks next).
+        return HandlerState(handler, WAITING, at=row.occurred_at)
     return HandlerState(handler, QUEUED, at=row.dispatched_at)
 
 

@@ -1,11 +1,14 @@
 """The mediator's admin: outbox and inbox as records, poisoned tasks with
 retry and discard, saga runs with their timeline of steps."""
 
+import copy
 import json
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KT
+from django.db.models.functions import Left
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -13,8 +16,11 @@ from django.utils.html import format_html, format_html_join
 from mediator.delivery import poison
 from mediator.delivery.models import InboxRecord, OutboxMessage, PoisonedTask, PoisonStatus
 from mediator.exceptions import MediatorError
-from mediator.ops.links import poisoned_task_links
+from mediator.ops.links import link_payload_keys, poisoned_task_links
 from mediator.sagas.models import SagaRun, SagaStep
+
+SHORT_EXCEPTION = 120  # characters of the exception in the list
+LINK_KEY = "link_payload_"  # the changelist's annotations of the payload keys links read
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -89,13 +95,44 @@ class PoisonedTaskAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """A poisoned row is the only record of a failure: discard it, never delete it."""
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        request.poisoned_changelist = True  # type: ignore[attr-defined]
+        return super().get_changelist_instance(request)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PoisonedTask]:
+        queryset = super().get_queryset(request)
+        if not getattr(request, "poisoned_changelist", False):
+            return queryset
+        # A page of rows must not load every payload, traceback and exception
+        # (each up to tens of kilobytes): the list shows the exception's start
+        # and the links, which read only the payload keys their adapter declared.
+        keys = {f"{LINK_KEY}{key}": KT(f"payload__payload__{key}") for key in link_payload_keys()}
+        return queryset.defer("payload", "traceback", "exception").annotate(
+            exception_start=Left("exception", SHORT_EXCEPTION), **keys
+        )
+
     @admin.display(description="see also")
     def links(self, obj: PoisonedTask) -> str:
+        if "payload" in obj.get_deferred_fields():  # a changelist row
+            row = copy.copy(obj)
+            body = {key: getattr(obj, f"{LINK_KEY}{key}") for key in link_payload_keys()}
+            row.payload = {"payload": {k: v for k, v in body.items() if v is not None}}
+            obj = row
         return format_html_join(" · ", '<a href="{}">{}</a>', poisoned_task_links(obj))
 
     @admin.display(description="exception")
     def short_exception(self, obj: PoisonedTask) -> str:
-        return obj.exception[:120]
+        start = getattr(obj, "exception_start", None)
+        return start if start is not None else obj.exception[:SHORT_EXCEPTION]
 
     @admin.display(description="traceback")
     def traceback_pre(self, obj: PoisonedTask) -> str:
@@ -113,13 +150,14 @@ class PoisonedTaskAdmin(admin.ModelAdmin):
                 refused.append(f"#{row.pk} is {row.get_status_display().lower()}")
                 continue
             try:
-                poison.retry(row)
+                task_id = poison.retry(row)
             except (MediatorError, OSError) as exc:
                 refused.append(f"#{row.pk}: {exc}")
             except Exception as exc:  # the broker refused: say so, keep the row
                 refused.append(f"#{row.pk}: could not enqueue ({type(exc).__name__}: {exc})")
             else:
                 retried += 1
+                self.log_change(request, row, f"Retried: re-enqueued as task {task_id}.")
         if retried:
             self.message_user(request, f"Re-enqueued {retried} task(s).", messages.SUCCESS)
         if refused:
@@ -129,8 +167,9 @@ class PoisonedTaskAdmin(admin.ModelAdmin):
     def discard(self, request: HttpRequest, queryset: QuerySet[PoisonedTask]) -> None:
         count = 0
         for row in queryset.filter(status=PoisonStatus.POISONED):
-            poison.discard(row)
-            count += 1
+            if poison.discard(row):
+                count += 1
+                self.log_change(request, row, "Discarded.")
         self.message_user(request, f"Discarded {count} task(s).", messages.SUCCESS)
 
 

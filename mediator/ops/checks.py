@@ -60,8 +60,9 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         if not handler_registry.for_type(event_type):
             messages.append(
                 Warning(
-                    f"No handler subscribes to {event_type!r}; its events are recorded "
-                    "as having no handlers.",
+                    f"No handler subscribes to {event_type!r}; its events wait "
+                    "MEDIATOR['NO_HANDLERS_AFTER_SECONDS'] for a process that has one, "
+                    "then are recorded as having no handlers.",
                     id="mediator.W001",
                 )
             )

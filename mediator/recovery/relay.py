@@ -56,5 +56,6 @@ def relay_pending(
     while True:
         result = relay_once(batch_size=batch_size, grace_seconds=grace_seconds)
         total.add(result)
-        if result.failed or (result.dispatched + result.no_handlers) == 0:
+        # Rows left waiting for a handler were moved out of the scan: go on.
+        if result.failed or (result.dispatched + result.no_handlers + result.waiting) == 0:
             return total

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from celery import Task
 from celery.exceptions import Reject
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 
 from mediator.delivery import poison, progress
 from mediator.delivery.inbox import exactly_once
@@ -173,10 +173,18 @@ def _poison(attempt: Attempt, exc: Exception) -> None:
             attempts=attempt.number,
             task_id=attempt.task.request.id or "",
         )
-    except DatabaseError as db_exc:
-        # No record, no ack: keep the message alive until the database is back
-        # (max_retries=None would mean "the task's limit", already spent).
+    except (OperationalError, InterfaceError) as db_exc:
+        # The database is unreachable. No record, no ack: keep the message
+        # alive until it is back (max_retries=None would mean "the task's
+        # limit", already spent).
         _retry(attempt.task, db_exc, countdown=attempt.spec.backoff_max, max_retries=sys.maxsize)
+    except Exception:
+        # record() writes a row whatever the message holds; if even its
+        # minimal row was refused, retrying cannot change that, and looping
+        # every backoff_max would hide it. The task fails; its delivery is
+        # neither done nor poisoned, so the reconciler sends it again after
+        # REDELIVER_AFTER_SECONDS and the dashboard lists it as overdue.
+        logger.exception("%s: the poisoned record could not be written at all", attempt.spec.name)
 
 
 def _retry(task: Task, exc: Exception, *, countdown: float, **options: Any) -> NoReturn:

@@ -13,6 +13,7 @@ from functools import partial
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import Client, override_settings
@@ -140,6 +141,9 @@ def test_open_breaker_shows_in_readyz_and_dashboard_and_an_operator_closes_it(
     response = client.post(close, follow=True)
     assert f"Circuit breaker {DOWNSTREAM!r} is closed" in html.unescape(response.content.decode())
     assert breaker.state().state == "closed"
+    entry = LogEntry.objects.get(object_id=DOWNSTREAM)  # who closed it, in the admin's history
+    assert (entry.user, entry.action_flag) == (staff, CHANGE)
+    assert entry.change_message == f"Closed circuit breaker {DOWNSTREAM!r} by hand."
     assert client.get("/readyz").json()["details"]["breakers"][DOWNSTREAM] == "closed"
 
     unknown = client.post(reverse("mediator-close-breaker", args=["nope"]), follow=True)
@@ -158,6 +162,7 @@ def test_closing_a_breaker_needs_staff_with_change_permission(
     client.force_login(viewer)
     assert client.post(close).status_code == 403
     assert breaker.state().state == "open"
+    assert not LogEntry.objects.exists()
 
 
 @pytest.fixture

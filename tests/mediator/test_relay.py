@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -15,11 +18,13 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from mediator import publish
-from mediator.delivery.dispatch import PIPELINE_ROWS
+from mediator import DomainEvent, publish
+from mediator.conf import mediator_settings
+from mediator.delivery.dispatch import PIPELINE_ROWS, DispatchResult
 from mediator.models import OutboxMessage, OutboxStatus
-from mediator.recovery.relay import relay_once
+from mediator.recovery.relay import relay_once, relay_pending
 from scripts.redis_server import RedisServer
 from tests.mediator.helpers import (
     FLAKY,
@@ -37,6 +42,7 @@ from tests.testapp.events import Pinged
 from tests.testapp.models import Effect
 
 pytestmark = pytest.mark.django_db(transaction=True)
+NEW_HANDLER = "tests.testapp.new_release.record_launch"  # not imported here: the old code
 
 
 def test_broker_down_at_commit_leaves_row_pending_then_relay_delivers_once(
@@ -210,3 +216,75 @@ def test_a_broker_killed_mid_batch_loses_nothing_and_the_inbox_absorbs_the_resen
         if worker is not None:
             worker.stop()
         broker.stop()
+
+
+def test_an_event_published_by_old_code_is_sent_by_a_relay_on_new_code(
+    isolated_registry: None, start_worker: Callable[..., Worker], redis_server: RedisServer
+) -> None:
+    """A rolling deploy: this process plays a web process on the old release,
+    which has the event class but not its handler; a worker and a relay on the
+    new release (TESTAPP_NEW_RELEASE: tests/testapp/new_release.py) have both."""
+
+    class Launched(DomainEvent):  # the old release's class, with no handler here
+        event_type = "testapp.Launched"
+
+        key: str
+
+    with transaction.atomic():
+        event_id = publish(Launched(key=new_key()))
+    row = OutboxMessage.objects.get(event_id=event_id)
+    assert row.status == OutboxStatus.PENDING  # not no_handlers for good
+
+    new_release = {"TESTAPP_NEW_RELEASE": "1"}
+    start_worker(queues="new-release", concurrency=1, env=new_release)  # its handler's queue
+    loop = ["relay_outbox", "--loop", "--grace", "0", "--interval", "0.2"]
+    relay = subprocess.Popen(
+        [sys.executable, "manage.py", *loop],
+        cwd=ROOT, env=subprocess_env(redis_server.url, **new_release),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: handled(event_id, NEW_HANDLER), message="the new release's handler")
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        _, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    assert effects(event_id, "record_launch") == 1
+    row.refresh_from_db()
+    assert (row.status, row.handlers) == (OutboxStatus.DISPATCHED, [NEW_HANDLER])
+
+
+def test_a_row_no_process_has_a_handler_for_waits_the_window_then_is_no_handlers(
+    isolated_registry: None,
+) -> None:
+    class Unheard(DomainEvent):
+        event_type = "testapp.Unheard"
+
+    with transaction.atomic():
+        event_id = publish(Unheard())
+    unheard = OutboxMessage.objects.filter(event_id=event_id)
+    window = timedelta(seconds=float(mediator_settings()["NO_HANDLERS_AFTER_SECONDS"]))
+
+    # Published two minutes ago, and due for a look: a relay that has no
+    # handler either leaves it pending, and looks again only two minutes on.
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    unheard.update(occurred_at=two_minutes_ago, created_at=two_minutes_ago)
+    pending_parked_rows(1)  # a row behind it, with a handler
+    result = relay_pending(batch_size=1, grace_seconds=0)
+    assert (result.waiting, result.dispatched, result.no_handlers) == (1, 1, 0)  # not starved
+    row = unheard.get()
+    assert row.status == OutboxStatus.PENDING
+    assert row.created_at >= timezone.now() + timedelta(seconds=110)
+    with CaptureQueriesContext(connection) as queries:
+        assert relay_once(grace_seconds=0) == DispatchResult()  # no hot loop: not picked again
+    assert len(queries) <= 3  # the scan, and the transaction around it
+
+    # Older than the window, and still no handler anywhere: no_handlers for good.
+    unheard.update(
+        occurred_at=timezone.now() - window - timedelta(seconds=1),
+        created_at=timezone.now() - timedelta(seconds=1),
+    )
+    assert relay_once(grace_seconds=0).no_handlers == 1
+    row = unheard.get()
+    assert (row.status, row.handlers) == (OutboxStatus.NO_HANDLERS, [])
+    assert row.dispatched_at is not None

@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.db import transaction
 
 from mediator.exceptions import PublishOutsideTransaction
@@ -80,8 +80,21 @@ def test_someone_elses_order_is_reported_as_missing(alice: User) -> None:
     mallory = User.objects.create_user("mallory", "m@example.com", "pw")
     with pytest.raises(OrderNotFound, match=f"Order #{order.pk} does not exist."):
         cancel_order(order_id=order.pk, by=mallory)
+
+
+@pytest.mark.django_db
+def test_being_staff_is_not_enough_to_cancel_someone_elses_order(alice: User) -> None:
+    """The right is ordering.cancel_order, not is_staff."""
+    order = place_order(owner=alice, items=[ITEM])
     staff = User.objects.create_user("staff", "s@example.com", "pw", is_staff=True)
+    with pytest.raises(OrderNotFound):
+        cancel_order(order_id=order.pk, by=staff)
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.PLACED
+    staff.user_permissions.add(Permission.objects.get(codename="cancel_order"))
+    staff = User.objects.get(pk=staff.pk)  # has_perm caches the permissions it read
     assert cancel_order(order_id=order.pk, by=staff).status == OrderStatus.CANCELLED
+    event = OutboxMessage.objects.get(event_type="ordering.OrderCancelled")
+    assert event.payload["cancelled_by_id"] == staff.pk
 
 
 @pytest.mark.django_db(transaction=True)

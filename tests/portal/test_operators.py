@@ -4,7 +4,6 @@ the poisoned-task links, with every refusal."""
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from django.utils import timezone
 from mediator.delivery.mapping import wire_message
 from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
 from ordering.models import Order, OrderStatus
-from ordering.services import LineItem, cancel_order, place_order
+from ordering.services import LineItem, cancel_order, check_out, place_order
 from tests.support import flash
 
 ITEM = LineItem(sku="MUG-01", name="Mug", quantity=1, unit_price=Decimal("12.50"))
@@ -64,9 +63,11 @@ def test_cancel_action_cancels_each_order_it_can_and_says_why_not_the_others(
 
 
 @pytest.mark.django_db
-def test_cancel_action_needs_the_change_permission(client: Client, alice: User) -> None:
+def test_cancel_action_needs_the_cancel_permission_not_just_change(
+    client: Client, alice: User
+) -> None:
     order = place_order(owner=alice, items=[ITEM])
-    client.force_login(staff_with("view_order"))
+    client.force_login(staff_with("view_order", "change_order"))
     changelist = client.get(reverse("admin:ordering_order_changelist"))
     assert changelist.status_code == 200
     assert "cancel_selected" not in changelist.content.decode()
@@ -76,6 +77,96 @@ def test_cancel_action_needs_the_change_permission(client: Client, alice: User) 
     )
     order.refresh_from_db()
     assert order.status == OrderStatus.PLACED
+    assert cancelled_events() == 0
+
+
+def cancelled_events() -> int:
+    return OutboxMessage.objects.filter(event_type="ordering.OrderCancelled").count()
+
+
+def change_form_post(order: Order, **fields: str) -> dict[str, str | int]:
+    """A change-form POST the admin accepts (its inline's management form
+    included), with `fields` as an operator might type them."""
+    data: dict[str, str | int] = {
+        "items-TOTAL_FORMS": order.items.count(), "items-INITIAL_FORMS": order.items.count(),
+        "items-MIN_NUM_FORMS": 0, "items-MAX_NUM_FORMS": 1000, "_save": "Save",
+    }  # fmt: skip
+    for n, item in enumerate(order.items.order_by("pk")):
+        data[f"items-{n}-id"] = item.pk
+        data[f"items-{n}-order"] = order.pk
+    return {**data, **fields}
+
+
+@pytest.mark.django_db
+def test_the_change_form_cannot_cancel_or_borrow_another_orders_checkout(
+    operator: Client, alice: User
+) -> None:
+    """Typing "cancelled" would refund, restock and tell no one; another
+    order's run id would show its customer's checkout on this order's page."""
+    order = place_order(owner=alice, items=[ITEM])
+    bob = User.objects.create_user("bob", "bob@example.com", "pw")
+    foreign = check_out(owner=bob, items=[ITEM], payment_token="tok_visa", ship_to="NL")
+    assert foreign.checkout_run_id is not None
+    response = operator.post(
+        reverse("admin:ordering_order_change", args=[order.pk]),
+        change_form_post(
+            order, status=OrderStatus.CANCELLED, checkout_run_id=str(foreign.checkout_run_id),
+            cancel_reason="typed", checkout_error="typed", ship_to="US",
+        ),
+    )  # fmt: skip
+    assert response.status_code == 302  # accepted: the fields are simply not the form's
+    order.refresh_from_db()
+    assert (order.status, order.checkout_run_id, order.cancel_reason, order.checkout_error) == (
+        OrderStatus.PLACED, None, "", "",
+    )  # fmt: skip
+    assert order.ship_to == ""
+    assert order.items.count() == 1
+    assert cancelled_events() == 0
+    page = operator.get(reverse("admin:ordering_order_change", args=[order.pk])).content.decode()
+    assert 'name="status"' not in page
+    assert 'name="checkout_run_id"' not in page
+
+
+@pytest.mark.django_db
+def test_staff_without_the_cancel_permission_get_403_and_the_order_stays(
+    client: Client, alice: User
+) -> None:
+    order = place_order(owner=alice, items=[ITEM])
+    client.force_login(staff_with("view_order", "change_order"))
+    page = client.get(reverse("admin:ordering_order_change", args=[order.pk])).content.decode()
+    assert "Cancel this order" not in page
+    response = client.post(reverse("admin:ordering_order_cancel", args=[order.pk]))
+    assert response.status_code == 403
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PLACED
+    assert cancelled_events() == 0
+    # Nor through the customer's page: someone else's order is not there.
+    assert client.post(reverse("orders:order-cancel", args=[order.pk])).status_code == 404
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.PLACED
+
+
+@pytest.mark.django_db
+def test_the_cancel_button_goes_through_the_service_and_publishes_order_cancelled(
+    client: Client, alice: User
+) -> None:
+    order = place_order(owner=alice, items=[ITEM])
+    clerk = staff_with("view_order", "cancel_order")
+    client.force_login(clerk)
+    change = reverse("admin:ordering_order_change", args=[order.pk])
+    assert "Cancel this order" in client.get(change).content.decode()
+    cancel = reverse("admin:ordering_order_cancel", args=[order.pk])
+    assert client.get(cancel).status_code == 405
+    response = client.post(cancel)
+    assert (response.status_code, response["Location"]) == (302, change)
+    assert flash(response) == [f"Cancelled order #{order.pk}."]
+    order.refresh_from_db()
+    assert order.status == OrderStatus.CANCELLED
+    assert order.cancel_reason == "Cancelled by an operator"
+    event = OutboxMessage.objects.get(event_type="ordering.OrderCancelled")
+    assert event.payload["cancelled_by_id"] == clerk.pk
+    again = client.post(cancel)
+    assert flash(again)[-1] == f"Order #{order.pk} is already cancelled."
+    assert cancelled_events() == 1
 
 
 @pytest.mark.django_db

@@ -14,9 +14,10 @@ from typing import Any
 import redis
 from celery.signals import task_postrun
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import DataError, OperationalError, connection
 
 from mediator import Deferred, PermanentError, current_event_id, handles
+from mediator.models import InboxRecord
 from tests.testapp.commands import Probe
 from tests.testapp.events import DownstreamCalled, Noted, Parked, Pinged, Stalled
 from tests.testapp.models import Effect
@@ -62,6 +63,16 @@ def flaky_ping(event: Pinged) -> None:
         r.blmove(f"release:{event.key}", f"release:{event.key}", 60, "LEFT", "RIGHT")
     if event.mode == "always-die":
         os.kill(os.getpid(), signal.SIGKILL)
+    if event.mode == "data-error":
+        # A value the database refuses: PostgreSQL enforces the column's
+        # length (a real DataError); SQLite does not, so it is raised by hand.
+        if connection.vendor == "postgresql":
+            Effect.objects.create(event_id=current_event_id(), handler="x" * 101)
+        raise DataError("value too long for type character varying(100)")
+    if event.mode == "integrity-error":
+        # A real unique violation on both databases: the inbox already holds
+        # this delivery's record, claimed in this same transaction.
+        InboxRecord.objects.create(event_id=current_event_id(), handler=FLAKY)
     if event.mode == "db-error-once" and attempt == 1:
         # The handler lets a broken database connection's error escape.
         if connection.vendor == "postgresql":  # really lose the connection
@@ -148,3 +159,7 @@ def note_connection(event: Noted) -> None:
     Effect.objects.create(event_id=current_event_id(), handler="note_connection")
     if event.mode == "fail" and store().incr(f"attempts:{event.key}") == 1:
         raise ConnectionError("downstream unavailable (once)")
+
+
+if os.environ.get("TESTAPP_NEW_RELEASE"):
+    from tests.testapp import new_release  # noqa: F401  (a handler only the newer code has)

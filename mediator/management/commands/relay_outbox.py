@@ -72,6 +72,7 @@ class Command(BaseCommand):
         errors = relayed.errors + reconciled.errors
         self.stdout.write(
             f"dispatched {relayed.dispatched}, no handlers {relayed.no_handlers}, "
+            f"waiting for a handler {relayed.waiting}, "
             f"left pending {relayed.failed}; redelivered {reconciled.redelivered}, "
             f"settled {reconciled.settled}" + (f" ({errors[-1]})" if errors else "")
         )
