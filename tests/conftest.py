@@ -12,6 +12,8 @@ from django.conf import settings
 from mediator.testing.redis_server import RedisServer
 from tests.support import Worker
 
+pytest_plugins = ["pytester"]  # tests/mediator/test_testing_plugin.py
+
 
 @pytest.fixture(scope="session", autouse=True)
 def redis_server(mediator_redis: RedisServer) -> RedisServer:

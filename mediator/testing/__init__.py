@@ -1,4 +1,4 @@
-"""Testing a project's handlers with the mediator.
+"""Testing a project's handlers with the mediator (docs/testing.md).
 
 The pytest plugin (mediator.testing.plugin) is loaded by installing the
 package; its fixtures hand out what is below. Importing this package needs
@@ -6,7 +6,8 @@ no app registry, and nothing in mediator/ imports it: the names below are
 loaded on first use (PEP 562), so the plugin can import it before Django is
 set up.
 
-    RedisServer, Worker, settle, wait_for, ...   end-to-end (redis_server.py, worker.py)
+    Outbox, Deliveries, Delivery, Outcome, deliver   in-process (outbox.py, inprocess.py)
+    RedisServer, Worker, settle, wait_for, ...        end-to-end (redis_server.py, worker.py)
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mediator.testing.broker import using_broker
+    from mediator.testing.inprocess import Delivery, Outcome
+    from mediator.testing.outbox import Deliveries, Outbox, deliver
     from mediator.testing.ports import free_port
     from mediator.testing.redis_server import RedisNotFound, RedisServer, find_redis_server
     from mediator.testing.settle import settle, unsettled
@@ -23,9 +26,14 @@ if TYPE_CHECKING:
     from mediator.testing.worker import Worker, worker_argv
 
 _PUBLIC = {
+    "Deliveries": "mediator.testing.outbox",
+    "Delivery": "mediator.testing.inprocess",
+    "Outbox": "mediator.testing.outbox",
+    "Outcome": "mediator.testing.inprocess",
     "RedisNotFound": "mediator.testing.redis_server",
     "RedisServer": "mediator.testing.redis_server",
     "Worker": "mediator.testing.worker",
+    "deliver": "mediator.testing.outbox",
     "find_redis_server": "mediator.testing.redis_server",
     "free_port": "mediator.testing.ports",
     "settle": "mediator.testing.settle",
@@ -36,9 +44,14 @@ _PUBLIC = {
 }
 
 __all__ = [
+    "Deliveries",
+    "Delivery",
+    "Outbox",
+    "Outcome",
     "RedisNotFound",
     "RedisServer",
     "Worker",
+    "deliver",
     "find_redis_server",
     "free_port",
     "settle",

@@ -3,6 +3,9 @@ point `pytest11`). docs/testing.md shows it in use.
 
 Fixtures:
 
+  mediator_outbox        what the test wrote to the outbox, as typed messages,
+                         with assertions, capture() for a block and deliver()
+  mediator_deliver       deliver(message) for messages the test builds itself
   mediator_redis         a real redis-server on a free loopback port (session);
                          this process's Celery app publishes to it
   mediator_worker        a real `celery worker` on it, on the test database
@@ -10,7 +13,8 @@ Fixtures:
                          waits for its deliveries to settle)
   mediator_start_worker  start(**options) for more workers, stopped after the test
 
-They start only when a test asks for them.
+The first two need pytest-django's `db` (they ask for it; `transactional_db`
+works as well); the end-to-end ones start only when a test asks for them.
 Nothing here is imported before a fixture runs: a project that does not use
 them pays nothing, and Django is set up by then.
 """
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from mediator.testing.outbox import Deliveries, Outbox
     from mediator.testing.redis_server import RedisServer
     from mediator.testing.worker import Worker
 
@@ -39,6 +44,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Pool processes of the session's end-to-end worker (mediator_worker).",
         default="1",
     )
+
+
+@pytest.fixture
+def mediator_outbox(db: None) -> Outbox:
+    """Everything written to the outbox from now on (publish, send_after_commit,
+    saga steps), as typed messages in order. Nothing for a rolled-back block."""
+    from mediator.testing.outbox import Outbox
+
+    return Outbox.from_now()
+
+
+@pytest.fixture
+def mediator_deliver(db: None) -> Callable[..., Deliveries]:
+    """deliver(message, handler=None): the message through the real delivery
+    path, in this process, to each subscribed handler."""
+    from mediator.testing.outbox import deliver
+
+    return deliver
 
 
 @pytest.fixture(scope="session")
