@@ -261,12 +261,12 @@ def docs_files(text: str) -> dict[str, str]:
 
 
 EXAMPLE_SETTINGS = """
-import os, tempfile
+import os
 from tests.settings import *  # this repository's settings play the user's project's
 
 INSTALLED_APPS = [*INSTALLED_APPS, "newsletter"]
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    _name = os.path.join(tempfile.gettempdir(), f"newsletter-example-{os.getpid()}.sqlite3")
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # in pytester's directory
+    _name = os.path.join(os.path.dirname(__file__), "newsletter-example.sqlite3")
 else:
     _name = f"test_newsletter_example_{os.getpid()}"
 DATABASES["default"]["TEST"] = {"NAME": _name}
