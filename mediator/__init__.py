@@ -6,8 +6,9 @@ The package is layered; each layer imports only the layers below it, and
 news travels up by signals (mediator.signals). `make lint` holds the layers
 to this order with import-linter (pyproject.toml, [tool.importlinter]):
 
-    ops            admin, dashboard, views, middleware, system checks
-                   (and the app shell: apps, wiring, admin, urls, models, management)
+    ops | testing  admin, dashboard, views, middleware, system checks
+                   (and the app shell: apps, wiring, admin, urls, models, management) |
+                   the pytest plugin and its helpers, which nothing else imports
     observability | retention
                    metrics, tracing setup, log filter, timeline, selectors, graph |
                    pruning what is finished

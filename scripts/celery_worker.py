@@ -1,11 +1,10 @@
-import sys
+"""The shop's worker command line, as the tests, the soak test and the
+benchmarks run it: mediator.testing's, for the shop's Celery app."""
+
+from mediator.testing.worker import worker_argv as _worker_argv
+
+APP = "config"
 
 
 def worker_argv(*, name: str, concurrency: int = 2, loglevel: str = "INFO") -> list[str]:
-    """A prefork `celery worker` as the tests, the soak test and benchmarks run it:
-    no gossip or mingle, which only slow a throwaway worker's start."""
-    return [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork",
-        f"--concurrency={concurrency}", f"--loglevel={loglevel}", "-n", name,
-        "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
+    return _worker_argv(app=APP, name=name, concurrency=concurrency, loglevel=loglevel)

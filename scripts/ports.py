@@ -1,14 +1,6 @@
-"""A free loopback port, for the throwaway servers the scripts and tests start.
+"""A free loopback port: mediator.testing's (standard library only, so
+scripts/with-rabbitmq can import it under the system Python)."""
 
-Standard library only: scripts/with-rabbitmq runs under the system Python.
-"""
+from mediator.testing.ports import free_port
 
-from __future__ import annotations
-
-import socket
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port"]

@@ -9,26 +9,22 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from config.celery import app as celery_app
-from scripts.redis_server import RedisServer
-from tests.support import Worker, wait_for
+from mediator.testing.redis_server import RedisServer
+from tests.support import Worker
+
+pytest_plugins = ["pytester"]  # tests/mediator/test_testing_plugin.py
 
 
 @pytest.fixture(scope="session", autouse=True)
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on a free loopback port for the whole session.
+def redis_server(mediator_redis: RedisServer) -> RedisServer:
+    """The plugin's real redis-server (mediator.testing), for the whole session:
+    the shop's breakers, health checks and payment provider use it too.
 
     Fails (never skips) when no redis-server can be found.
     """
-    server = RedisServer().start()
-    os.environ["REDIS_URL"] = os.environ["CELERY_BROKER_URL"] = server.url
-    celery_app.conf.broker_url = server.url  # type: ignore[misc]
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = server.url
-    try:
-        yield server
-    finally:
-        celery_app.pool.force_close_all()  # type: ignore[attr-defined]
-        server.stop()
+    os.environ["REDIS_URL"] = mediator_redis.url
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = mediator_redis.url
+    return mediator_redis
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,43 +106,8 @@ def settle_deliveries(request: pytest.FixtureRequest) -> Iterator[None]:
     # for it dispatch; their flush must wait for it as well.
     if "celery_worker" not in request.fixturenames and not (_session_worker and _commits(request)):
         return
-    from mediator.handlers.registry import get_handler
-    from mediator.models import InboxRecord, OutboxMessage, OutboxStatus, PoisonedTask
+    from mediator.testing.settle import settle
 
-    def unsettled() -> list[str]:
-        # Events that handlers publish (an e-mail to send) are pending only
-        # until their handler's transaction has committed and dispatched them.
-        waiting = [
-            f"{row.event_type} {row.event_id} (pending)"
-            for row in OutboxMessage.objects.filter(
-                status=OutboxStatus.PENDING, event_type="notifications.EmailQueued"
-            )
-        ]
-        for row in OutboxMessage.objects.filter(status=OutboxStatus.DISPATCHED):
-            for handler in row.handlers:
-                spec = get_handler(handler)
-                if spec is not None and spec.queue:
-                    continue  # parked on a queue no test worker consumes
-                if not (
-                    InboxRecord.objects.filter(event_id=row.event_id, handler=handler).exists()
-                    or PoisonedTask.objects.filter(event_id=row.event_id, handler=handler).exists()
-                ):
-                    waiting.append(f"{handler} of {row.event_type} {row.event_id}")
-        from mediator.models import RunState, SagaRun
-
-        waiting += [
-            f"saga run {run.pk} ({run.state})"
-            for run in SagaRun.objects.filter(state__in=[RunState.RUNNING, RunState.COMPENSATING])
-        ]
-        return waiting
-
-    left: list[str] = []
-
-    def settled() -> bool:
-        left[:] = unsettled()
-        return not left
-
-    try:
-        wait_for(settled, timeout=60, interval=0.1, message="deliveries to settle")
-    except AssertionError as timeout:
-        raise AssertionError(f"{timeout}; still unsettled: {left}") from None
+    # EmailQueued rows are pending only until the handler that published
+    # them has committed; other pending rows are a test's own (the relay's).
+    settle(timeout=60, pending_types=["notifications.EmailQueued"])

@@ -1,42 +1,23 @@
-"""Helpers for tests that run real processes: polling, worker subprocesses."""
+"""Helpers for tests that run real processes: polling, worker subprocesses.
+
+The worker and the polling are mediator.testing's (the plugin's own); this
+module gives them the shop's defaults.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
 from urllib.parse import quote
 
 from django.db import connection
 
-from scripts.celery_worker import worker_argv
+from mediator.testing import worker as testing_worker
+from mediator.testing.waiting import wait_for
+from scripts.celery_worker import APP
 
 ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
-
-
-def wait_for(
-    predicate: Callable[[], T | Literal[False] | None],
-    *,
-    timeout: float = 30.0,
-    interval: float = 0.05,
-    message: str = "condition",
-) -> T:
-    """Poll until predicate() is truthy; fail with `message` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+__all__ = ["ROOT", "Worker", "database_url_for_subprocess", "flash", "subprocess_env", "wait_for"]
 
 
 def flash(response: object) -> list[str]:
@@ -72,8 +53,8 @@ def subprocess_env(broker_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-class Worker:
-    """A real `celery worker` process (prefork pool) in its own process group."""
+class Worker(testing_worker.Worker):
+    """A real `celery worker` of the shop's app, started from the repository."""
 
     def __init__(
         self,
@@ -84,46 +65,18 @@ class Worker:
         queues: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
-        self.log_path = log_dir / f"worker-{self.name.split('@')[0]}.log"
-        argv = [*worker_argv(name=self.name, concurrency=concurrency), "-E"]
-        if queues:
-            argv += ["-Q", queues]
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            argv,
+        super().__init__(
+            broker_url=broker_url,
+            log_dir=log_dir,
+            app=APP,
+            concurrency=concurrency,
+            queues=queues,
             cwd=ROOT,
-            env=subprocess_env(broker_url, **(env or {})),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            # What the shop's settings read (the database as a URL, for its
+            # checks and scripts): the same values the worker is given anyway.
+            env={
+                "REDIS_URL": broker_url,
+                "DATABASE_URL": database_url_for_subprocess(),
+                **(env or {}),
+            },
         )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60.0) -> Worker:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()}")
-            return " ready." in self.log()
-
-        wait_for(ready, timeout=timeout, message=f"worker {self.name} to be ready")
-        return self
-
-    def pool_pids(self) -> list[int]:
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        try:
-            return [int(pid) for pid in path.read_text().split()]
-        except FileNotFoundError:
-            return []
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # warm shutdown
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # any pool child left behind
-        self.process.wait(5)
-        self._log.close()

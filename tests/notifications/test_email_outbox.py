@@ -1,6 +1,8 @@
 import smtplib
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.core import mail
@@ -11,8 +13,12 @@ from django.utils import timezone
 from mediator import Deferred, PermanentError
 from mediator.messages.context import message_context
 from mediator.models import OutboxMessage
+from mediator.testing import Deliveries, Outcome
+from notifications.events import EmailQueued
+from notifications.handlers import send_email, send_order_confirmation
 from notifications.models import SentEmail
 from notifications.services import is_permanent_refusal, queue_once, send
+from ordering.events import OrderPlaced
 
 # The test transaction never commits, so nothing is dispatched to a worker:
 # these tests call send() themselves.
@@ -49,6 +55,27 @@ def test_queued_once_per_event_and_kind_then_sent_once_with_a_stable_message_id(
     email.refresh_from_db()
     assert email.sent_at is not None
     assert email.attempts == 1
+
+
+@override_settings(EMAIL_BACKEND=LOCMEM)
+def test_an_order_confirmation_is_queued_then_sent_each_once_though_both_are_redelivered(
+    mediator_deliver: Callable[..., Deliveries],
+) -> None:
+    placed = OrderPlaced(order_id=7, customer_id=1, customer_email="a@x.org", total=Decimal(5))
+    confirmed = mediator_deliver(placed, handler=send_order_confirmation)
+    assert confirmed.redeliver().outcome(send_order_confirmation) == Outcome.DUPLICATE
+    email = SentEmail.objects.get()
+    assert confirmed.published.messages == [EmailQueued(email_id=email.pk)]
+    assert mail.outbox == []  # sending is a delivery of its own
+
+    sent = confirmed.published.deliver()
+    assert sent.outcome(send_email) == Outcome.DONE
+    assert sent.redeliver().outcome(send_email) == Outcome.DUPLICATE
+    assert len(mail.outbox) == 1
+    event_id = confirmed[0].envelope.event_id
+    assert mail.outbox[0].extra_headers["Message-ID"] == (
+        f"<{event_id}.order_confirmation@mediator.local>"
+    )
 
 
 @override_settings(EMAIL_BACKEND=LOCMEM)

@@ -5,7 +5,8 @@ from django.contrib.auth.models import Permission, User
 from django.db import transaction
 
 from mediator.exceptions import PublishOutsideTransaction
-from mediator.models import OutboxMessage
+from mediator.testing import Outbox
+from ordering.events import OrderCancelled, OrderPlaced
 from ordering.models import Order, OrderStatus
 from ordering.services import LineItem, OrderError, OrderNotFound, cancel_order, place_order
 
@@ -13,23 +14,23 @@ ITEM = LineItem(sku="MUG-01", name="Mug", quantity=2, unit_price=Decimal("12.50"
 
 
 @pytest.fixture
-def alice() -> User:
+def alice(db: None) -> User:
     return User.objects.create_user("alice", "alice@example.com", "pw")
 
 
-@pytest.mark.django_db
-def test_place_order_totals_items_and_publishes_order_placed(alice: User) -> None:
+def test_place_order_totals_items_and_publishes_order_placed(
+    mediator_outbox: Outbox, alice: User
+) -> None:
     order = place_order(owner=alice, items=[ITEM, ITEM])
     assert order.total == Decimal("50.00")
-    event = OutboxMessage.objects.get()
-    assert event.event_type == "ordering.OrderPlaced"
-    assert event.payload == {
-        "order_id": order.pk, "customer_id": alice.pk,
-        "customer_email": "alice@example.com", "total": "50.00",
-    }  # fmt: skip
+    assert mediator_outbox.messages == [
+        OrderPlaced(
+            order_id=order.pk, customer_id=alice.pk,
+            customer_email="alice@example.com", total=Decimal("50.00"),
+        )
+    ]  # fmt: skip
 
 
-@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("items", "error"),
     [
@@ -38,32 +39,37 @@ def test_place_order_totals_items_and_publishes_order_placed(alice: User) -> Non
         ([LineItem("X", "Thing", 1, Decimal("-1"))], "cannot be negative"),
     ],
 )
-def test_place_order_refuses_bad_items(alice: User, items: list, error: str) -> None:
+def test_place_order_refuses_bad_items(
+    mediator_outbox: Outbox, alice: User, items: list, error: str
+) -> None:
     with pytest.raises(OrderError, match=error):
         place_order(owner=alice, items=items)
     assert not Order.objects.exists()
-    assert not OutboxMessage.objects.exists()
+    mediator_outbox.assert_nothing_published()
 
 
-@pytest.mark.django_db
-def test_cancel_changes_status_and_publishes_once(alice: User) -> None:
+def test_cancel_changes_status_and_publishes_once(mediator_outbox: Outbox, alice: User) -> None:
     order = place_order(owner=alice, items=[ITEM])
     cancel_order(order_id=order.pk, by=alice, reason="changed my mind")
     order.refresh_from_db()
     assert order.status == OrderStatus.CANCELLED
     assert order.cancel_reason == "changed my mind"
-    cancelled = OutboxMessage.objects.get(event_type="ordering.OrderCancelled")
-    assert cancelled.payload["reason"] == "changed my mind"
-    assert cancelled.payload["cancelled_by_id"] == alice.pk
+    cancelled = mediator_outbox.one(OrderCancelled, order_id=order.pk)
+    assert (cancelled.reason, cancelled.cancelled_by_id) == ("changed my mind", alice.pk)
 
 
-@pytest.mark.django_db
-def test_double_cancel_is_refused_and_publishes_nothing_more(alice: User) -> None:
+def test_double_cancel_is_refused_and_publishes_nothing_more(
+    mediator_outbox: Outbox, alice: User
+) -> None:
     order = place_order(owner=alice, items=[ITEM])
     cancel_order(order_id=order.pk, by=alice)
-    with pytest.raises(OrderError, match=f"Order #{order.pk} is already cancelled."):
+    with (
+        mediator_outbox.capture() as second,
+        pytest.raises(OrderError, match=f"Order #{order.pk} is already cancelled."),
+    ):
         cancel_order(order_id=order.pk, by=alice)
-    assert OutboxMessage.objects.filter(event_type="ordering.OrderCancelled").count() == 1
+    second.assert_nothing_published()
+    mediator_outbox.one(OrderCancelled)
 
 
 @pytest.mark.django_db
@@ -98,13 +104,15 @@ def test_being_staff_is_not_enough_to_cancel_someone_elses_order(alice: User) ->
 
 
 @pytest.mark.django_db(transaction=True)
-def test_publish_outside_a_transaction_is_a_clear_error(alice: User) -> None:
+def test_publish_outside_a_transaction_is_a_clear_error(
+    mediator_outbox: Outbox, alice: User
+) -> None:
     from mediator import publish
-    from ordering.events import OrderPlaced
 
     event = OrderPlaced(order_id=1, customer_id=alice.pk, customer_email="", total=Decimal(1))
     with pytest.raises(PublishOutsideTransaction, match=r"transaction\.atomic\(\)"):
         publish(event)
+    mediator_outbox.assert_nothing_published()
     with transaction.atomic():
         publish(event)
-    assert OutboxMessage.objects.count() == 1
+    assert mediator_outbox.messages == [event]

@@ -1,0 +1,15 @@
+"""A free loopback port, for the throwaway servers tests start.
+
+Standard library only: the shop's scripts/with-rabbitmq imports it under the
+system Python, where neither Django nor Celery is installed.
+"""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
