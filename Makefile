@@ -34,9 +34,11 @@ test: install
 test-postgres: install
 	scripts/with-postgres $(MAKE) test
 
-# Soak test under faults, ending in a ledger: make chaos [DURATION=1800] [DB=postgres]
+# Soak test under faults, ending in a ledger: make chaos [DURATION=1800] [DB=postgres] [BROKER=rabbitmq]
+# (with RabbitMQ, chaos runs its own node: it kills, restarts and purges it)
 chaos: install
-	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m chaos.run --duration $(DURATION) $(CHAOS_ARGS)
+	$(if $(filter rabbitmq,$(BROKER)),@scripts/ensure-apt rabbitmq-server rabbitmq-server "make chaos BROKER=rabbitmq")
+	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m chaos.run --duration $(DURATION) --broker $(BROKER) $(CHAOS_ARGS)
 
 # The mediator against raw Celery, same run: make bench [QUICK=1] [DB=postgres] [BROKER=rabbitmq] [BENCH_ARGS=...]
 bench: install
