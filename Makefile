@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 migrate: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 
+# make run [BROKER=rabbitmq]: with RabbitMQ, a throwaway node (Debian's rabbitmq-server) as the broker
 run: install
-	$(BIN)/python -m scripts.run
+	$(if $(filter rabbitmq,$(BROKER)),@scripts/ensure-apt rabbitmq-server rabbitmq-server "make run BROKER=rabbitmq")
+	$(BIN)/python -m scripts.run --broker $(BROKER)
 
 test: install
 	@scripts/ensure-chromium
