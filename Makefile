@@ -30,8 +30,10 @@ dist: install
 migrate: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 
+# make run [BROKER=rabbitmq]: with RabbitMQ, a throwaway node (Debian's rabbitmq-server) as the broker
 run: install
-	$(BIN)/python -m scripts.run
+	$(if $(filter rabbitmq,$(BROKER)),@scripts/ensure-apt rabbitmq-server rabbitmq-server "make run BROKER=rabbitmq")
+	$(BIN)/python -m scripts.run --broker $(BROKER)
 
 test: install
 	@scripts/ensure-chromium
@@ -46,9 +48,11 @@ test-postgres: install
 prod-check: install
 	$(BIN)/python -m scripts.prod_check
 
-# Soak test under faults, ending in a ledger: make chaos [DURATION=1800] [DB=postgres]
+# Soak test under faults, ending in a ledger: make chaos [DURATION=1800] [DB=postgres] [BROKER=rabbitmq]
+# (with RabbitMQ, chaos runs its own node: it kills, restarts and purges it)
 chaos: install
-	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m chaos.run --duration $(DURATION) $(CHAOS_ARGS)
+	$(if $(filter rabbitmq,$(BROKER)),@scripts/ensure-apt rabbitmq-server rabbitmq-server "make chaos BROKER=rabbitmq")
+	$(if $(filter postgres,$(DB)),scripts/with-postgres) $(BIN)/python -m chaos.run --duration $(DURATION) --broker $(BROKER) $(CHAOS_ARGS)
 
 # The mediator against raw Celery, same run: make bench [QUICK=1] [DB=postgres] [BROKER=rabbitmq] [BENCH_ARGS=...]
 bench: install

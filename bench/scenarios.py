@@ -13,14 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import redis as redis_client
 from django.db import transaction
 from django.db.models import F, Max, Min, Sum
 from django.utils import timezone
 from kombu import Connection
-from kombu.simple import SimpleQueue
 
 from bench.events import Pinged, Ticked
 from bench.harness import (
@@ -63,16 +62,15 @@ class Stack:
     def distinct_queued_ids(self) -> int:
         """Task ids are one per (event, handler): a row sent twice repeats two."""
         ids: set[str] = set()
-        if is_amqp(self.broker_url):  # read every message off the queue
+        if is_amqp(self.broker_url):
+            # Read every message off the queue without declaring it: a
+            # SimpleQueue would redeclare it classic, and RabbitMQ refuses
+            # that for the quorum queue the settings declare.
             with Connection(self.broker_url) as conn:
-                queue = SimpleQueue(cast(Any, conn), "celery", no_ack=True)
-                try:
-                    while True:
-                        ids.add(queue.get(timeout=2).headers["id"])
-                except queue.Empty:
-                    return len(ids)
-                finally:
-                    queue.close()
+                channel: Any = conn.default_channel
+                while (message := channel.basic_get("celery", no_ack=True)) is not None:
+                    ids.add(message.headers["id"])
+            return len(ids)
         broker = redis_client.Redis.from_url(self.redis.url)
         for start in range(0, broker.llen("celery"), 10_000):
             for raw in broker.lrange("celery", start, start + 9_999):

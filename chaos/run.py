@@ -8,6 +8,13 @@ happened twice, and that no rolled-back event reached anyone. Exits 1 if not.
 
     python -m chaos.run --duration 120             # SQLite
     scripts/with-postgres python -m chaos.run      # PostgreSQL
+    python -m chaos.run --broker rabbitmq          # a RabbitMQ node of its own as the broker
+
+On Redis the broker faults are Redis killed (SIGKILL) and restarted with its
+append-only file, or wiped. On RabbitMQ (quorum queues, config/settings.py)
+they are the node killed (SIGKILL) and restarted on the same ports and data
+directory, and every task queue purged (the broker that forgets its tasks,
+which the reconciler must repair); Redis then only keeps the breakers' state.
 """
 
 from __future__ import annotations
@@ -24,15 +31,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from kombu import Connection
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.celery_worker import worker_argv  # noqa: E402
+from scripts.rabbitmq_server import RabbitMQServer  # noqa: E402
 from scripts.redis_server import RedisServer  # noqa: E402
 
 
@@ -43,10 +54,12 @@ class Stack:
     workdir: Path
     env: dict[str, str]
     redis: RedisServer
+    rabbitmq: RabbitMQServer | None = None  # the broker, when it is not Redis
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     relay: subprocess.Popen[bytes] | None = None
     started: int = 0
     killed: set[int] = field(default_factory=set)  # worker and pool pids SIGKILLed
+    purged: int = 0  # task messages purged from RabbitMQ's queues
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         self.started += 1
@@ -77,6 +90,12 @@ class Stack:
             print(f"  relay pid {self.relay.pid} exited with {self.relay.returncode}; restarted")
             dead.append(self.relay)
             self.start_relay()
+        node = self.rabbitmq
+        if node is not None and node.process is not None and node.process.poll() is not None:
+            print(f"  RabbitMQ node exited with {node.process.returncode}; restarted")
+            node.process = None
+            node.start(wait=False)
+            return len(dead) + 1
         return len(dead)
 
     def kill_worker(self) -> None:
@@ -107,6 +126,29 @@ class Stack:
         time.sleep(random.uniform(0.5, 3.0))  # the outage
         self.redis.start()
 
+    def kill_rabbitmq(self) -> None:
+        """SIGKILL the node (no clean shutdown: what quorum queues wrote to
+        disk is all that survives) and start it again on the same ports and
+        data directory after an outage; the drive goes on while it boots."""
+        assert self.rabbitmq is not None
+        self.rabbitmq.kill()
+        time.sleep(random.uniform(0.5, 3.0))  # the outage
+        self.rabbitmq.start(wait=False)
+
+    def purge_rabbitmq(self) -> None:
+        """Empty every queue that holds tasks (ready ones: those a consumer
+        holds unacked stay), the retries waiting in the delayed-delivery
+        queues too; counts the messages the broker forgot."""
+        assert self.rabbitmq is not None
+        node = self.rabbitmq
+        _wait_for_amqp(node.url)  # a node still booting from the last kill
+        names = node.ctl("list_queues", "name", "--no-table-headers").split()
+        with Connection(node.url, connect_timeout=5) as conn:
+            channel: Any = conn.default_channel
+            for name in names:
+                if not name.startswith("celeryev") and not name.endswith(".pidbox"):
+                    self.purged += channel.queue_purge(name) or 0
+
     def restart_postgres(self, *, mode: str) -> None:
         """pg_ctl restart of the throwaway server scripts/with-postgres started:
         a fast shutdown ends every session cleanly, an immediate one like a
@@ -123,6 +165,23 @@ class Stack:
         for process in [*self.workers, *([self.relay] if self.relay else [])]:
             _killpg(process)
         self.redis.stop()
+        if self.rabbitmq is not None:
+            self.rabbitmq.stop()
+
+
+def _wait_for_amqp(url: str, timeout: float = 90.0) -> None:
+    """Until the broker at `url` takes AMQP connections (cheaper to ask than
+    rabbitmqctl, which boots an Erlang VM per call)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with Connection(url, connect_timeout=2) as conn:
+                conn.connect()
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _children(pid: int) -> list[int]:
@@ -136,20 +195,35 @@ def _killpg(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-FAULTS = {
-    "kill worker": lambda s: s.kill_worker(),
-    "kill pool process": lambda s: s.kill_pool_process(),
-    "kill relay": lambda s: s.kill_relay(),
-    "restart redis": lambda s: s.restart_redis(wipe=False),
-    "restart redis wiped": lambda s: s.restart_redis(wipe=True),
-}
-if os.environ.get("WITH_POSTGRES_DATA"):  # scripts/with-postgres started the database
-    FAULTS["restart postgres (fast)"] = lambda s: s.restart_postgres(mode="fast")
-    FAULTS["restart postgres (immediate)"] = lambda s: s.restart_postgres(mode="immediate")
+Fault = Callable[[Stack], None]
+
+
+def faults_for(broker: str) -> dict[str, Fault]:
+    faults: dict[str, Fault] = {
+        "kill worker": lambda s: s.kill_worker(),
+        "kill pool process": lambda s: s.kill_pool_process(),
+        "kill relay": lambda s: s.kill_relay(),
+    }
+    if broker == "rabbitmq":
+        faults["kill rabbitmq (restarted on its data)"] = lambda s: s.kill_rabbitmq()
+        faults["purge rabbitmq queues"] = lambda s: s.purge_rabbitmq()
+    else:
+        faults["restart redis"] = lambda s: s.restart_redis(wipe=False)
+        faults["restart redis wiped"] = lambda s: s.restart_redis(wipe=True)
+    if os.environ.get("WITH_POSTGRES_DATA"):  # scripts/with-postgres started the database
+        faults["restart postgres (fast)"] = lambda s: s.restart_postgres(mode="fast")
+        faults["restart postgres (immediate)"] = lambda s: s.restart_postgres(mode="immediate")
+    return faults
 
 
 def drive(
-    stack: Stack, *, duration: float, fault_every: float, rollback_rate: float, rate: float
+    stack: Stack,
+    *,
+    faults_to_inject: dict[str, Fault],
+    duration: float,
+    fault_every: float,
+    rollback_rate: float,
+    rate: float,
 ) -> dict[str, Any]:
     """Place and cancel orders for `duration` seconds while injecting faults."""
     from django.contrib.auth.models import User
@@ -165,6 +239,13 @@ def drive(
     ]
     item = LineItem(sku="SOAK-1", name="Soak test item", quantity=1, unit_price=Decimal("9.99"))
     rolled_back: set[str] = set()
+
+    def events_of(order_id: int) -> set[str]:
+        """The outbox rows about this order that this transaction can see
+        (only the driver publishes events naming an order)."""
+        rows = OutboxMessage.objects.filter(payload__order_id=order_id)
+        return {str(e) for e in rows.values_list("event_id", flat=True)}
+
     faults: Counter[str] = Counter()
     committed = 0
     db_errors = 0
@@ -180,15 +261,15 @@ def drive(
             with transaction.atomic():
                 placed = Order.objects.filter(owner=customer, status=OrderStatus.PLACED).first()
                 if placed is not None and random.random() < 0.3:
+                    # Its OrderPlaced, committed before, may still be pending
+                    # (the broker was down): not this transaction's event.
+                    earlier = events_of(placed.pk)
                     order = cancel_order(order_id=placed.pk, by=customer, reason="soak")
                 else:
+                    earlier = set()
                     order = place_order(owner=customer, items=[item])
                 if roll_back:
-                    rolled_back.update(
-                        str(e) for e in OutboxMessage.objects.filter(
-                            payload__order_id=order.pk, dispatched_at__isnull=True
-                        ).values_list("event_id", flat=True)
-                    )  # fmt: skip
+                    rolled_back.update(events_of(order.pk) - earlier)
                     raise _RollBack
             committed += 1
         except _RollBack:
@@ -203,15 +284,16 @@ def drive(
             connection.close()
         crashes += stack.revive()
         if time.monotonic() >= next_fault:
-            name = random.choice(list(FAULTS))
-            FAULTS[name](stack)
+            name = random.choice(list(faults_to_inject))
+            faults_to_inject[name](stack)
             faults[name] += 1
             last_fault = time.monotonic()
             next_fault = last_fault + random.uniform(0.5, 1.5) * fault_every
         time.sleep(max(0.0, 1 / rate - (time.monotonic() - tick)))
     return {"rolled_back": rolled_back, "faults": faults, "last_fault": last_fault,
             "transactions_committed": committed, "crashes": crashes,
-            "requests_failed_by_database": db_errors}  # fmt: skip
+            "requests_failed_by_database": db_errors,
+            "purged_messages": stack.purged if stack.rabbitmq else None}  # fmt: skip
 
 
 class _RollBack(Exception):
@@ -336,6 +418,9 @@ def ledger(
          None if settled_after is None else round(since_last_fault + settled_after, 1),
          settled_after is not None),
     ]  # fmt: skip
+    if driven["purged_messages"] is not None:
+        lines.insert(-1, ("tasks RabbitMQ forgot (purged from its queues)",
+                          driven["purged_messages"], True))  # fmt: skip
     details = {
         "faults": dict(driven["faults"]),
         "slowest": _slowest_deliveries(),
@@ -349,6 +434,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=120, help="seconds of load and faults")
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
     parser.add_argument("--rate", type=float, default=15, help="transactions per second")
     parser.add_argument("--fault-every", type=float, default=4, help="mean seconds between faults")
     parser.add_argument("--transient-rate", type=float, default=0.3)
@@ -363,32 +449,41 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
     mail_ledger = workdir / "mail-ledger.txt"
     redis = RedisServer(data_dir=workdir / "redis").start()
-    env = dict(os.environ)
-    env.setdefault("DATABASE_URL", f"sqlite:///{workdir / 'chaos.sqlite3'}")
-    env.update(
-        DJANGO_SETTINGS_MODULE="chaos.settings", REDIS_URL=redis.url, CELERY_BROKER_URL=redis.url,
-        CHAOS_MAIL_LEDGER=str(mail_ledger), CHAOS_TRANSIENT_RATE=str(args.transient_rate),
-    )  # fmt: skip
-    os.environ.update(env)
+    rabbitmq = None
     try:
+        if args.broker == "rabbitmq":
+            rabbitmq = RabbitMQServer().start()
+        env = dict(os.environ)
+        env.setdefault("DATABASE_URL", f"sqlite:///{workdir / 'chaos.sqlite3'}")
+        env.update(
+            DJANGO_SETTINGS_MODULE="chaos.settings", REDIS_URL=redis.url,
+            CELERY_BROKER_URL=rabbitmq.url if rabbitmq else redis.url,
+            CHAOS_MAIL_LEDGER=str(mail_ledger), CHAOS_TRANSIENT_RATE=str(args.transient_rate),
+        )  # fmt: skip
+        os.environ.update(env)
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT,
                        env=env, check=True)  # fmt: skip
     except BaseException:
-        redis.stop()  # the Stack, which stops it later, does not exist yet
+        redis.stop()  # the Stack, which stops them later, does not exist yet
+        if rabbitmq is not None:
+            rabbitmq.stop()
         raise
     import django
 
     django.setup()
     from django.db import connection
 
-    stack = Stack(workdir=workdir, env=env, redis=redis)
-    print(f"chaos: {args.duration:.0f}s on {connection.vendor}, logs in {workdir}", flush=True)
+    stack = Stack(workdir=workdir, env=env, redis=redis, rabbitmq=rabbitmq)
+    faults_to_inject = faults_for(args.broker)
+    print(f"chaos: {args.duration:.0f}s on {connection.vendor} and {args.broker}, "
+          f"logs in {workdir}", flush=True)  # fmt: skip
     try:
         for _ in range(2):
             stack.start_worker()
         stack.start_relay()
-        driven = drive(stack, duration=args.duration, fault_every=args.fault_every,
-                       rollback_rate=args.rollback_rate, rate=args.rate)  # fmt: skip
+        driven = drive(stack, faults_to_inject=faults_to_inject, duration=args.duration,
+                       fault_every=args.fault_every, rollback_rate=args.rollback_rate,
+                       rate=args.rate)  # fmt: skip
         since_last_fault = time.monotonic() - driven["last_fault"]
         settled_after = settle(stack, timeout=args.settle_timeout)
         lines, details = ledger(driven, mail_ledger, settled_after, since_last_fault, stack.killed)
@@ -396,7 +491,7 @@ def main() -> int:
         stack.stop()
 
     ok = all(good for _, _, good in lines)
-    print(f"\nLedger ({connection.vendor}, {args.duration:.0f}s, "
+    print(f"\nLedger ({connection.vendor}, {args.broker}, {args.duration:.0f}s, "
           f"{driven['transactions_committed']} committed transactions)")  # fmt: skip
     for label, value, good in lines:
         print(f"  {label:<52} {value!s:>8}  {'ok' if good else 'WRONG'}")
@@ -406,7 +501,8 @@ def main() -> int:
         print(f"  lost (sample): {details['lost_sample']}")
     if args.json:
         summary = {
-            "database": connection.vendor, "duration": args.duration, "ok": ok,
+            "database": connection.vendor, "broker": args.broker, "duration": args.duration,
+            "ok": ok,
             "ledger": {label: value for label, value, _ in lines}, **details,
         }  # fmt: skip
         args.json.write_text(json.dumps(summary, indent=2))

@@ -210,6 +210,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
 }
 CELERY_TASK_ROUTES = ["mediator.handlers.routing.route_handler_task"]
+# RabbitMQ: the task queues are quorum queues (RabbitMQ 3.8+): replicated,
+# written to disk before the broker confirms a publish, so neither a node
+# crash nor a failover loses an accepted task. Celery then turns global QoS
+# off, and schedules retry countdowns in the broker (native delayed delivery:
+# celery_delayed_* queues), which needs topic exchanges. An existing classic
+# queue of the same name refuses the redeclaration (PRECONDITION_FAILED):
+# delete it, or set CELERY_QUORUM_QUEUES=false.
+QUORUM_QUEUES = CELERY_BROKER_URL.startswith(("amqp", "pyamqp")) and env_bool(
+    "CELERY_QUORUM_QUEUES", True
+)
+if QUORUM_QUEUES:
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"  # a handler's own queue
+    CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
 # Records messages Celery would drop unread (undecodable, invalid) as poisoned.
 CELERY_WORKER_CONSUMER = "mediator.worker.consumer:Consumer"
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")

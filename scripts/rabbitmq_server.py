@@ -5,13 +5,18 @@
 
 The node keeps everything in one temporary directory owned by the `rabbitmq`
 user (the server script switches to it), answers `guest`/`guest` from
-loopback only, and is stopped, with the epmd it started, by stop().
+loopback only, and uses an epmd of its own on a free port (ERL_EPMD_PORT):
+the shared one on 4369 may belong to another node, so stop() ends only ours.
+kill() is a crash (SIGKILL, no clean shutdown); start() again brings the node
+back on the same ports and data directory, with its durable queues.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,8 +30,13 @@ class RabbitMQNotFound(RuntimeError):
     pass
 
 
-def _epmd_running() -> bool:
-    return subprocess.run(["pgrep", "-x", "epmd"], capture_output=True).returncode == 0
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    with contextlib.suppress(OSError):
+        for child in map(int, children.read_text().split()):
+            found += [child, *_descendants(child)]
+    return found
 
 
 class RabbitMQServer:
@@ -36,10 +46,12 @@ class RabbitMQServer:
                 "No rabbitmq-server found: install it (apt-get install -y rabbitmq-server)."
             )
         self.port = free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
         self.node = f"t{self.port}@localhost"
         self.dir = Path(tempfile.mkdtemp(prefix="rabbitmq-"))
         self.process: subprocess.Popen[bytes] | None = None
-        self._started_epmd = False
+        self.starts = 0
 
     @property
     def url(self) -> str:
@@ -50,9 +62,13 @@ class RabbitMQServer:
         d = self.dir
         return {
             **os.environ,
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            # Erlang distribution (rabbitmqctl's way in) on loopback too.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self._dist_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
             "RABBITMQ_LOG_BASE": str(d / "log"),
@@ -73,47 +89,68 @@ class RabbitMQServer:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
         return done.stdout
 
-    def start(self, timeout: float = 90.0) -> RabbitMQServer:
-        self._dist_port = free_port()
-        self.dir.chmod(0o755)  # the rabbitmq user must traverse it
-        (self.dir / "plugins").write_text("[].\n")
-        # acks_late tasks may wait longer than the default 30-minute consumer timeout.
-        (self.dir / "rabbitmq.conf").write_text("consumer_timeout = 3600000\n")
-        if os.geteuid() == 0:
-            subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.dir)], check=True)
-        self._started_epmd = not _epmd_running()
+    def start(self, timeout: float = 90.0, *, wait: bool = True) -> RabbitMQServer:
+        """Start the node (again, after kill(): same ports, same data); with
+        wait=False return at once and call wait_ready() later."""
+        if self.starts == 0:
+            self.dir.chmod(0o755)  # the rabbitmq user must traverse it
+            (self.dir / "plugins").write_text("[].\n")
+            # acks_late tasks may wait longer than the default 30-minute consumer timeout.
+            (self.dir / "rabbitmq.conf").write_text("consumer_timeout = 3600000\n")
+            if os.geteuid() == 0:
+                subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.dir)], check=True)
+        self.starts += 1
         self.process = subprocess.Popen(
             ["rabbitmq-server"], env=self.env, start_new_session=True,
-            stdout=(self.dir / "server.out").open("wb"), stderr=subprocess.STDOUT,
+            stdout=(self.dir / f"server-{self.starts}.out").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        assert self.process is not None, "start() first"
         deadline = time.monotonic() + timeout
-        while not self._ready():
+        while not self.ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                out = (self.dir / "server.out").read_text(errors="replace")
+                out = (self.dir / f"server-{self.starts}.out").read_text(errors="replace")
                 self.stop()
                 raise RuntimeError(f"RabbitMQ node {self.node} did not start:\n{out}")
             time.sleep(0.5)
-        return self
 
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         done = subprocess.run(
             ["rabbitmqctl", "-n", self.node, "-q", "await_startup", "--timeout", "5"],
             env=self.env, capture_output=True, check=False,
         )  # fmt: skip
         return done.returncode == 0
 
+    def kill(self) -> None:
+        """SIGKILL the node and everything its start script spawned, as a
+        crash or the OOM killer would: no clean shutdown. The data stays.
+        By process tree, not process group: `su` starts the node in a
+        session of its own."""
+        if self.process is None:
+            return
+        for pid in [self.process.pid, *_descendants(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+        self.process = None
+
     def stop(self) -> None:
         if self.process is not None:
-            self.ctl("stop", check=False)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait(5)
-            self.process = None
-        if self._started_epmd:
-            subprocess.run(["pkill", "-x", "epmd"], check=False)
-            self._started_epmd = False
+            if self.process.poll() is None:
+                self.ctl("stop", check=False)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(30)
+            self.kill()  # whatever a failed stop left in the node's process group
+        if self.starts:
+            # Our own epmd (it daemonises, outside the node's process group).
+            subprocess.run(
+                ["epmd", "-port", str(self.epmd_port), "-kill"],
+                env=self.env, capture_output=True, check=False,
+            )  # fmt: skip
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

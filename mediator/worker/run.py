@@ -30,6 +30,7 @@ from mediator.messages.base import Message
 from mediator.messages.context import delivery_log_context, message_context
 from mediator.messages.envelope import Envelope
 from mediator.signals import delivery_deferred, delivery_retrying
+from mediator.worker.countdown import broker_countdown
 from mediator.worker.outcome import Outcome, Verdict, decide
 from mediator.worker.slow_runs import slow_runs
 
@@ -189,7 +190,7 @@ def _poison(attempt: Attempt, exc: Exception) -> None:
 
 def _retry(task: Task, exc: Exception, *, countdown: float, **options: Any) -> NoReturn:
     try:
-        raise task.retry(exc=exc, countdown=countdown, **options)
+        raise task.retry(exc=exc, countdown=broker_countdown(countdown), **options)
     except Reject as no_retry:
         # Celery could not publish the retry (the broker is down) and would drop
         # the message. Put it back instead, after a short pause so a broker that

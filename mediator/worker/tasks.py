@@ -14,6 +14,7 @@ from celery import Task, shared_task
 from mediator.handlers.registry import HandlerRegistry, handler_registry
 from mediator.handlers.spec import HandlerSpec
 from mediator.signals import handler_registered
+from mediator.worker.countdown import broker_countdown
 from mediator.worker.run import run_delivery
 
 
@@ -30,7 +31,8 @@ def make_handler_task(spec: HandlerSpec) -> Task:
         # poisons it.
         "retry_on_worker_lost": True,
         "max_retries": spec.max_retries,
-        "default_retry_delay": spec.backoff,
+        # The countdown of that re-send.
+        "default_retry_delay": broker_countdown(spec.backoff),
         # The inbox and PoisonedTask tables are the record of a handler run.
         "ignore_result": True,
         "typing": False,

@@ -4,7 +4,9 @@ go stale without one: commands name real modules, env vars are ones we read."""
 from __future__ import annotations
 
 import importlib
+import re
 import shlex
+import subprocess
 
 import pytest
 import yaml
@@ -47,7 +49,7 @@ def check_command(argv: list[str]) -> None:
 
 def test_compose_has_the_services_with_health_checks() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "redis", *APP_SERVICES}
+    assert set(services) == {"postgres", "redis", "rabbitmq", *APP_SERVICES}
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no health check"
 
@@ -82,11 +84,63 @@ def published(service: dict) -> list[str]:
 
 def test_only_the_web_port_is_published_on_every_interface() -> None:
     """Flower's API can run any task (cancel any order, refund) and shows task
-    arguments; Redis and PostgreSQL need not leave the compose network."""
+    arguments; Redis, PostgreSQL and RabbitMQ's AMQP need not leave the
+    compose network, and RabbitMQ's management UI listens on loopback."""
     services = COMPOSE["services"]
     assert published(services["flower"]) == ["${FLOWER_BIND:-127.0.0.1}:5555:5555"]
+    assert published(services["rabbitmq"]) == ["${RABBITMQ_MANAGEMENT_BIND:-127.0.0.1}:15672:15672"]
     for name in ("redis", "postgres", "worker", "beat"):
         assert published(services[name]) == [], f"{name} publishes a port"
+    for name, service in services.items():
+        if name == "web":
+            continue
+        for port in published(service):
+            host = port.rsplit(":", 2)[0] if port.count(":") >= 2 else "0.0.0.0"
+            default = re.fullmatch(r"\$\{\w+:-([^}]*)\}", host)
+            assert (default.group(1) if default else host) == "127.0.0.1", f"{name}: {port}"
+
+
+def test_rabbitmq_is_an_opt_in_profile_the_app_waits_for_only_when_it_runs() -> None:
+    services = COMPOSE["services"]
+    assert services["rabbitmq"]["profiles"] == ["rabbitmq"]
+    assert [name for name, s in services.items() if "profiles" in s] == ["rabbitmq"]
+    assert services["rabbitmq"]["healthcheck"]["test"][:2] == ["CMD", "rabbitmq-diagnostics"]
+    for name in APP_SERVICES:
+        service = COMPOSE["services"][name]
+        assert service["depends_on"]["rabbitmq"] == {
+            "condition": "service_healthy", "required": False,
+        }  # fmt: skip
+        assert service["environment"]["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-}"
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose --profile rabbitmq up" in readme
+    assert "CELERY_BROKER_URL='amqp://shop:" in readme
+
+
+def rabbitmq_entrypoint(password: str) -> subprocess.CompletedProcess[str]:
+    """The rabbitmq service's entrypoint and command, run as the container
+    would (Compose's $$ is a $), with docker-entrypoint.sh a stub."""
+    service = COMPOSE["services"]["rabbitmq"]
+    argv = [part.replace("$$", "$") for part in [*service["entrypoint"], *service["command"]]]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=10, check=False,
+        env={"PATH": "/usr/bin:/bin", "RABBITMQ_DEFAULT_PASS": password},
+    )  # fmt: skip
+
+
+def test_rabbitmq_refuses_to_start_without_a_password() -> None:
+    """The default user is ours, not guest, and its password comes from
+    RABBITMQ_PASSWORD; without one the container exits at once. (Not a
+    required ${...:?}: Compose interpolates every service, so that would
+    refuse the default stack too.)"""
+    env = COMPOSE["services"]["rabbitmq"]["environment"]
+    assert env["RABBITMQ_DEFAULT_USER"] not in ("", "guest")
+    assert env["RABBITMQ_DEFAULT_PASS"] == "${RABBITMQ_PASSWORD:-}"
+    refused = rabbitmq_entrypoint("")
+    assert refused.returncode == 1
+    assert "set RABBITMQ_PASSWORD" in refused.stderr
+    started = rabbitmq_entrypoint("s3cret")
+    assert "set RABBITMQ_PASSWORD" not in started.stderr
+    assert "docker-entrypoint.sh" in started.stderr  # it went on to the image's entrypoint
 
 
 def test_redis_asks_for_a_password_that_every_app_service_sends() -> None:

@@ -29,6 +29,9 @@ print(json.dumps({
              settings.SECURE_HSTS_PRELOAD],
     "LOGIN_THROTTLE": [settings.AXES_FAILURE_LIMIT, settings.AXES_COOLOFF_TIME.total_seconds(),
                        settings.AXES_LOCKOUT_PARAMETERS],
+    "QUEUES": [getattr(settings, "CELERY_TASK_" + name, "unset") for name in (
+        "DEFAULT_QUEUE_TYPE", "DEFAULT_EXCHANGE_TYPE",
+        "CREATE_MISSING_QUEUE_TYPE", "CREATE_MISSING_QUEUE_EXCHANGE_TYPE")],
 }))
 """
 # A plain-HTTP request that claims, in X-Forwarded-Proto, to have come over HTTPS.
@@ -157,6 +160,28 @@ def test_celery_broker_url_overrides_redis_url_and_takes_amqp() -> None:
         DJANGO_DEBUG="true", REDIS_URL="redis://r:6380/2", CELERY_BROKER_URL="amqp://u:p@mq:5672//"
     )
     assert s["BROKER"] == "amqp://u:p@mq:5672//"
+
+
+QUORUM = ["quorum", "topic", "quorum", "topic"]
+
+
+@pytest.mark.parametrize(
+    ("env", "queues"),
+    [
+        ({"CELERY_BROKER_URL": "amqp://u:p@mq:5672//"}, QUORUM),
+        ({"CELERY_BROKER_URL": "pyamqp://u:p@mq:5672//"}, QUORUM),
+        ({"CELERY_BROKER_URL": "amqp://u:p@mq:5672//", "CELERY_QUORUM_QUEUES": "false"}, None),
+        ({"CELERY_BROKER_URL": "redis://r:6379/0"}, None),
+        ({"REDIS_URL": "redis://r:6379/0", "CELERY_QUORUM_QUEUES": "true"}, None),
+    ],
+)
+def test_quorum_queues_by_default_on_rabbitmq_only(
+    env: dict[str, str], queues: list | None
+) -> None:
+    """Quorum task queues (and the topic exchanges Celery's delayed delivery
+    needs) with an AMQP broker unless turned off; Redis has no queue types."""
+    s = settings_with(DJANGO_DEBUG="true", **env)
+    assert s["QUEUES"] == (queues or ["unset"] * 4)
 
 
 def test_allowed_hosts_and_email_from_environment() -> None:

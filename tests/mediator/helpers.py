@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from mediator import publish
+from mediator import DomainEvent, publish
 from mediator.delivery.mapping import row_for
 from mediator.messages.envelope import Envelope
 from mediator.models import InboxRecord, OutboxMessage, PoisonedTask
@@ -73,13 +73,20 @@ def poisoned(event_id: uuid.UUID | None, handler: str) -> PoisonedTask | None:
 
 def pending_parked_rows(rows: int) -> None:
     """`rows` events pending for a minute, for a queue no test worker consumes."""
+    pending_rows(*(Parked(n=n) for n in range(rows)))
+
+
+def pending_rows(*events: DomainEvent) -> list[uuid.UUID]:
+    """The events' outbox rows, written pending a minute ago and not
+    dispatched (no on_commit): for a relay in another process to send."""
     past = timezone.now() - timedelta(minutes=1)
     chunk = []
-    for n in range(rows):
-        row = row_for(Envelope.wrap(Parked(n=n), correlation_id=None, causation_id=None))
+    for event in events:
+        row = row_for(Envelope.wrap(event, correlation_id=None, causation_id=None))
         row.created_at = past
         chunk.append(row)
     OutboxMessage.objects.bulk_create(chunk)
+    return [row.event_id for row in chunk]
 
 
 # relay_pending() in a process of its own, on the broker given; prints its result.
@@ -92,16 +99,16 @@ print(json.dumps({"dispatched": result.dispatched, "failed": result.failed}))
 """
 
 
-def run_relay(broker_url: str) -> subprocess.Popen[str]:
+def run_relay(broker_url: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", RELAY_PENDING], cwd=ROOT,
-        env=subprocess_env(broker_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", RELAY_PENDING], cwd=ROOT, env=subprocess_env(broker_url, **env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
-def relay_with(broker_url: str) -> dict[str, int]:
+def relay_with(broker_url: str, **env: str) -> dict[str, int]:
     """Run the relay to the end against `broker_url`: {"dispatched": n, "failed": n}."""
-    relay = run_relay(broker_url)
+    relay = run_relay(broker_url, **env)
     out, err = relay.communicate(timeout=120)
     assert relay.returncode == 0, err
     result: dict[str, int] = json.loads(out)
