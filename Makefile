@@ -8,7 +8,7 @@ DURATION ?= 120
 DB       ?= sqlite
 BROKER   ?= redis
 
-.PHONY: install dist run test test-postgres prod-check lint format migrate chaos bench clean
+.PHONY: install dist run test test-postgres prod-check lint docs format migrate chaos bench clean
 
 install: $(STAMP)
 
@@ -64,10 +64,14 @@ lint: install
 	$(BIN)/mypy .
 	$(BIN)/lint-imports --no-logo
 
+# The documentation site (mkdocs.yml, pages in docs/) into site/; any warning fails it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf dist build
+	rm -rf dist build site
 	rm -rf $(VENV) var db.sqlite3* .pytest_cache .mypy_cache .ruff_cache staticfiles

@@ -352,7 +352,7 @@ def mail_copies(mail_ledger: Path, killed: set[int]) -> tuple[int, int, int]:
     by a kill). A second copy is explained when every earlier copy was handed
     over by a process this run SIGKILLed and was the last thing that process
     handed over: it died between the hand-over and the "sent" mark, the window
-    of at-least-once delivery (RELIABILITY.md) that no sender can close."""
+    of at-least-once delivery (docs/reliability.md) that no sender can close."""
     handed: list[tuple[str, int]] = []
     for line in mail_ledger.read_text().splitlines() if mail_ledger.exists() else []:
         message_id, _, pid = line.rpartition(" ")

@@ -1,7 +1,7 @@
 """Reading typed values from environment variables.
 
 Every variable the settings read goes through these helpers, so a test can list
-them all (and check the README and docker-compose.yml against that list).
+them all (and check docs/configuration.md and docker-compose.yml against that list).
 """
 
 import os

@@ -200,7 +200,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 # A "task-sent" event per publish lets Flower show tasks still in the queue; it
-# costs about a quarter of each publish (BENCHMARKS.md, relay drain).
+# costs about a quarter of each publish (docs/benchmarks.md, relay drain).
 CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_TASK_SEND_SENT_EVENT", True)
 # Redis hands an unacked message to another worker after this many seconds; it
 # must exceed the longest retry countdown and hard time limit (system check).

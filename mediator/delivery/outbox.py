@@ -3,7 +3,7 @@
 The two statements every publishing request runs are written in SQL: they
 run once per published event, inside the caller's request, and building
 them through the ORM (model save, queryset with F() and IN) cost more than
-the database work itself (BENCHMARKS.md: publishing went from 1.61 to 1.27
+the database work itself (docs/benchmarks.md: publishing went from 1.61 to 1.27
 times raw Celery's cost on SQLite). Everything else goes through the ORM.
 """
 
