@@ -111,9 +111,9 @@ def test_rabbitmq_is_an_opt_in_profile_the_app_waits_for_only_when_it_runs() -> 
             "condition": "service_healthy", "required": False,
         }  # fmt: skip
         assert service["environment"]["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-}"
-    readme = (ROOT / "README.md").read_text()
-    assert "docker compose --profile rabbitmq up" in readme
-    assert "CELERY_BROKER_URL='amqp://shop:" in readme
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    assert "docker compose --profile rabbitmq up" in guide
+    assert "CELERY_BROKER_URL='amqp://shop:" in guide
 
 
 def rabbitmq_entrypoint(password: str) -> subprocess.CompletedProcess[str]:

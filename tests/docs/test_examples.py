@@ -62,8 +62,19 @@ from tests.support import ROOT
 MAX_ROUNDS = 50  # of delivering what the previous round published
 
 
+TESTING_GUIDE = ROOT / "docs" / "testing.md"
+
+
 def is_fresh_project_file(block: Block) -> bool:
-    return block.page == INSTALL_GUIDE and bool(block.title)
+    """A file of another project, which a test of its own writes and runs:
+    install.md's titled blocks (tests/packaging/test_fresh_project.py) and
+    testing.md's blocks that name their file on their first line
+    (tests/mediator/test_testing_plugin.py, through pytester)."""
+    if block.page == INSTALL_GUIDE:
+        return bool(block.title)
+    return block.page == TESTING_GUIDE and bool(
+        re.fullmatch(r"# [\w/]+\.py", block.code.split("\n")[0])
+    )
 
 
 EXAMPLES = [b for b in all_blocks() if b.lang == "python" and not is_fresh_project_file(b)]
@@ -88,6 +99,16 @@ def test_the_install_guides_files_are_run_by_the_fresh_project_test() -> None:
     assert callable(
         test_fresh_project.test_a_fresh_project_installs_the_wheel_and_gets_its_events_handled
     )
+
+
+def test_the_testing_guides_files_are_run_by_the_plugin_test() -> None:
+    from tests.mediator import test_testing_plugin
+
+    named = [b for b in blocks(TESTING_GUIDE) if is_fresh_project_file(b)]
+    assert len(named) >= 4, "docs/testing.md shows the example app's files"
+    files = test_testing_plugin.docs_files(TESTING_GUIDE.read_text())
+    assert sorted(files.values()) == sorted(b.code.partition("\n")[2] for b in named)
+    assert callable(test_testing_plugin.test_the_documented_example_passes_as_written)
 
 
 @contextmanager
