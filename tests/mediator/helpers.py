@@ -15,7 +15,7 @@ from mediator import DomainEvent, publish
 from mediator.delivery.mapping import row_for
 from mediator.messages.envelope import Envelope
 from mediator.models import InboxRecord, OutboxMessage, PoisonedTask
-from tests.support import ROOT, subprocess_env
+from tests.support import ROOT, subprocess_env, wait_for
 from tests.testapp.events import Parked, Pinged
 from tests.testapp.handlers import FLAKY
 from tests.testapp.models import Effect
@@ -69,6 +69,17 @@ def handled(event_id: uuid.UUID, handler: str) -> InboxRecord | None:
 
 def poisoned(event_id: uuid.UUID | None, handler: str) -> PoisonedTask | None:
     return PoisonedTask.objects.filter(event_id=event_id, handler=handler).first()
+
+
+def assert_poisoned_by_deaths(event_id: uuid.UUID, key: str, healthy_id: uuid.UUID) -> None:
+    """A delivery whose pool process died on each of its 3 tries is poisoned as
+    such, and neither the other handler of that event nor another event waited."""
+    row = wait_for(lambda: poisoned(event_id, FLAKY), timeout=90, message="the poison")
+    assert row.exception.startswith("WorkerLostError")
+    assert row.attempts == 3
+    assert int(store().get(f"attempts:{key}") or 0) == 3
+    wait_for(lambda: handled(healthy_id, FLAKY), message="the healthy event")
+    assert handled(event_id, RECORD) is not None
 
 
 def pending_parked_rows(rows: int) -> None:

@@ -24,13 +24,12 @@ from scripts.rabbitmq_server import RabbitMQServer
 from scripts.redis_server import RedisServer
 from tests.mediator.helpers import (
     FLAKY,
-    RECORD,
+    assert_poisoned_by_deaths,
     effects,
     handled,
     new_key,
     pending_parked_rows,
     pending_rows,
-    poisoned,
     relay_with,
     store,
 )
@@ -244,12 +243,7 @@ def test_process_killed_on_every_delivery_is_poisoned_on_quorum_queues(
     event_id, key = ping("always-die")
     healthy_id, _ = ping("ok")
     assert on_rabbitmq()["dispatched"] == 2
-    row = wait_for(lambda: poisoned(event_id, FLAKY), timeout=90, message="the poison")
-    assert row.exception.startswith("WorkerLostError")
-    assert row.attempts == 3
-    assert int(store().get(f"attempts:{key}") or 0) == 3
-    wait_for(lambda: handled(healthy_id, FLAKY), message="the healthy event")
-    assert handled(event_id, RECORD) is not None
+    assert_poisoned_by_deaths(event_id, key, healthy_id)
 
 
 def test_a_purged_queue_loses_nothing_the_reconciler_sends_it_again(

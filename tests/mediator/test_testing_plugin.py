@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -199,19 +201,26 @@ def test_a_command_sent_after_commit_reaches_its_one_handler(mediator_outbox: Ou
     assert (delivery.outcome, delivery.message) == (Outcome.DONE, mediator_outbox[0])
 
 
-class Asked(DomainEvent):
-    event_type = "testplugin.Asked"
-    n: int
-
-
-class Answered(DomainEvent):
-    event_type = "testplugin.Answered"
-    n: int
+@dataclass
+class QuestionAndAnswer:
+    asked: Any  # DomainEvent subclasses with a field `n`
+    answered: Any
+    answers: list[int]
 
 
 @pytest.fixture
-def question_and_answer(isolated_registry: None) -> list[int]:
-    """A handler of Asked that publishes Answered, and a handler of Answered."""
+def question_and_answer(isolated_registry: None) -> QuestionAndAnswer:
+    """A handler of Asked that publishes Answered, and a handler of Answered
+    (declared in the isolated registry: the system checks never see them)."""
+
+    class Asked(DomainEvent):
+        event_type = "testplugin.Asked"
+        n: int
+
+    class Answered(DomainEvent):
+        event_type = "testplugin.Answered"
+        n: int
+
     answers: list[int] = []
 
     @handles(Asked, name="testplugin.answer")
@@ -224,21 +233,22 @@ def question_and_answer(isolated_registry: None) -> list[int]:
     def note(event: Answered) -> None:
         answers.append(event.n)
 
-    return answers
+    return QuestionAndAnswer(Asked, Answered, answers)
 
 
 def test_what_handlers_publish_is_theirs_to_deliver_or_cascaded(
-    mediator_outbox: Outbox, question_and_answer: list[int]
+    mediator_outbox: Outbox, question_and_answer: QuestionAndAnswer
 ) -> None:
+    Asked, Answered = question_and_answer.asked, question_and_answer.answered
     with transaction.atomic():
         publish(Asked(n=2))
     run = mediator_outbox.deliver()
     assert run.outcomes == [("testplugin.answer", Outcome.DONE)]
     assert run.published.messages == [Answered(n=2), Asked(n=1)]
-    assert question_and_answer == []
+    assert question_and_answer.answers == []
 
     rest = run.published.deliver(cascade=True)
-    assert question_and_answer == [2, 1]
+    assert question_and_answer.answers == [2, 1]
     assert [d.message for d in rest] == [
         Answered(n=2), Asked(n=1), Answered(n=1), Asked(n=0),
     ]  # fmt: skip
