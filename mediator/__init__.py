@@ -9,8 +9,9 @@ to this order with import-linter (pyproject.toml, [tool.importlinter]):
     ops            admin, dashboard, views, middleware, system checks
                    (and the app shell: apps, wiring, admin, urls, models, management)
     observability  metrics, tracing setup, log filter, timeline, selectors, graph
-    sagas | resilience
-                   saga declarations and runner | circuit breakers
+    sagas | resilience | tasks_backend
+                   saga declarations and runner | circuit breakers |
+                   django-tasks' backend (needs the `tasks` extra)
     worker | recovery
                    the Celery task, the outcome decision, the consumer |
                    relay, reconciler, the periodic sweep
