@@ -39,7 +39,11 @@ def blocking_task(key: str) -> None:
     """Runs until the test pushes a release token (60 s at most)."""
     r = store()
     r.rpush(f"task-started:{key}", 1)
-    r.blmove(f"task-release:{key}", f"task-release:{key}", 60, "LEFT", "RIGHT")
+    # One-second waits: a blocking read longer than redis-py's socket timeout
+    # (5 s) would fail the run while a busy test process is still looking.
+    for _ in range(60):
+        if r.blmove(f"task-release:{key}", f"task-release:{key}", 1, "LEFT", "RIGHT"):
+            break
     Effect.objects.create(event_id=current_event_id(), handler="blocking_task")
 
 
