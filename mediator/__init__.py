@@ -12,8 +12,9 @@ to this order with import-linter (pyproject.toml, [tool.importlinter]):
     observability | retention
                    metrics, tracing setup, log filter, timeline, selectors, graph |
                    pruning what is finished
-    sagas | resilience
-                   saga declarations and runner | circuit breakers
+    sagas | resilience | tasks_backend
+                   saga declarations and runner | circuit breakers |
+                   django-tasks' backend (needs the `tasks` extra)
     worker | recovery
                    the Celery task, the outcome decision, the consumer |
                    relay, reconciler, the periodic sweep

@@ -7,9 +7,10 @@ and most of what is connected here reaches a model.
 
 from importlib import import_module
 
+from django.conf import settings
 from django.core import checks
 from django.core.signals import setting_changed
-from django.utils.module_loading import autodiscover_modules
+from django.utils.module_loading import autodiscover_modules, import_string
 
 from mediator import conf
 from mediator.extras import installed
@@ -36,9 +37,26 @@ def connect() -> None:
     # sagas register in web and worker alike; then the sagas' step handlers,
     # then a Celery task for every handler (and for later ones).
     autodiscover_modules("handlers", "sagas")
+    if uses_mediator_tasks_backend():
+        autodiscover_modules("tasks")
     runner.connect()
     tasks.connect()
     receivers.connect()
     if installed("prometheus"):  # the metrics module needs it
         import_module("mediator.observability.metrics").connect()
     tracing.setup()
+
+
+def uses_mediator_tasks_backend() -> bool:
+    """Is one of settings.TASKS the mediator's backend (mediator.tasks_backend)?
+    Then every app's tasks.py is imported here, as handlers.py is: the relay
+    must know a task's message type to send it, and a worker its Celery task
+    to run it, before anything in that process enqueues one."""
+    for params in getattr(settings, "TASKS", {}).values():
+        try:
+            backend = import_string(params["BACKEND"])
+        except (ImportError, KeyError, TypeError):
+            continue  # django-tasks reports a backend it cannot load
+        if getattr(backend, "is_mediator_backend", False):
+            return True
+    return False

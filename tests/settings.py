@@ -45,7 +45,15 @@ STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 
 # Test events and handlers whose misbehaviour tests choose (tests/testapp).
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks", "tests.testapp"]  # noqa: F405
+
+# django-tasks on the mediator (docs/tasks-backend.md); tests/testapp/tasks.py.
+TASKS = {
+    "default": {
+        "BACKEND": "mediator.tasks_backend.MediatorBackend",
+        "QUEUES": ["default", "reports"],
+    }
+}
 
 # The chain with two recording behaviours around the shipped ones
 # (tests/testapp/behaviours.py), and a quick breaker for the breaker tests.

@@ -10,6 +10,7 @@ times raw Celery's cost on SQLite). Everything else goes through the ORM.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.db import connection, transaction
 
@@ -23,10 +24,19 @@ from mediator.messages.envelope import Envelope
 from mediator.messages.trace_context import current_traceparent, span
 
 
-def write_to_outbox(message: Message, verb: str) -> uuid.UUID:
-    """The durable path shared by publish(), send_after_commit() and sagas:
-    an outbox row in the caller's transaction, dispatched right after it
-    commits (or by the relay, if the broker is down then)."""
+def write_to_outbox(
+    message: Message, verb: str, *, not_before: datetime | None = None
+) -> uuid.UUID:
+    """The durable path shared by publish(), send_after_commit(), sagas and
+    the tasks backend: an outbox row in the caller's transaction, dispatched
+    right after it commits (or by the relay, if the broker is down then).
+
+    `not_before` (a task's run_after) holds the row back: it is not sent after
+    commit, and its `created_at` is that time, so the relay, which sends rows
+    pending since before its grace period, leaves it alone until then. No
+    countdown lives in the broker, and the reconciler, which looks only at
+    dispatched rows, never sends it early.
+    """
     if not connection.in_atomic_block:
         raise PublishOutsideTransaction(
             f"{verb}({type(message).__name__}) was called outside a transaction. Wrap the "
@@ -40,7 +50,12 @@ def write_to_outbox(message: Message, verb: str) -> uuid.UUID:
             causation_id=current_causation_id(),
             traceparent=current_traceparent(),
         )
-        row_id = insert_row(row_for(envelope))
+        row = row_for(envelope)
+        if not_before is not None:
+            row.created_at = not_before
+        row_id = insert_row(row)
+    if not_before is not None:
+        return envelope.event_id
     wire = envelope.to_message()
     transaction.on_commit(lambda: dispatch_after_commit(row_id, wire))
     return envelope.event_id

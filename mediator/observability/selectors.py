@@ -59,10 +59,11 @@ def open_poisoned_count() -> int:
 
 
 def outbox_lag_seconds() -> float:
-    """Age of the oldest event not yet handed to the broker (0 when none)."""
-    oldest = OutboxMessage.objects.filter(status=OutboxStatus.PENDING).aggregate(
-        oldest=Min("created_at")
-    )["oldest"]
+    """Age of the oldest event due but not yet handed to the broker (0 when
+    none). A task enqueued to run later is due at its created_at."""
+    oldest = OutboxMessage.objects.filter(
+        status=OutboxStatus.PENDING, created_at__lte=timezone.now()
+    ).aggregate(oldest=Min("created_at"))["oldest"]
     return 0.0 if oldest is None else (timezone.now() - oldest).total_seconds()
 
 
