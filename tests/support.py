@@ -7,9 +7,12 @@ module gives them the shop's defaults.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from celery import current_app
 from django.db import connection
 
 from mediator.testing import worker as testing_worker
@@ -80,3 +83,16 @@ class Worker(testing_worker.Worker):
                 **(env or {}),
             },
         )
+
+
+@contextmanager
+def celery_tasks_forgotten() -> Iterator[None]:
+    """The isolated registries forget the handlers; this forgets their Celery
+    tasks. Celery keeps the first task registered under a name, whose closure
+    holds its handler: a later example's handler of that name would never run."""
+    before = set(current_app.tasks)
+    try:
+        yield
+    finally:
+        for name in set(current_app.tasks) - before:
+            current_app.tasks.pop(name, None)

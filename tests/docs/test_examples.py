@@ -38,7 +38,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from celery import current_app
 from celery.exceptions import Retry
 from django.conf import settings
 from django.core.checks import ERROR
@@ -57,7 +56,7 @@ from mediator.ops.checks import check_wiring
 from mediator.sagas.definition import saga_registry
 from tests.config.test_celery import known_celery_settings
 from tests.docs.pages import INSTALL_GUIDE, PAGES, SHELL, Block, all_blocks, blocks, inline_code
-from tests.support import ROOT
+from tests.support import ROOT, celery_tasks_forgotten
 
 MAX_ROUNDS = 50  # of delivering what the previous round published
 
@@ -109,19 +108,6 @@ def test_the_testing_guides_files_are_run_by_the_plugin_test() -> None:
     files = test_testing_plugin.docs_files(TESTING_GUIDE.read_text())
     assert sorted(files.values()) == sorted(b.code.partition("\n")[2] for b in named)
     assert callable(test_testing_plugin.test_the_documented_example_passes_as_written)
-
-
-@contextmanager
-def celery_tasks_forgotten() -> Iterator[None]:
-    """The isolated registries forget the handlers; this forgets their Celery
-    tasks. Celery keeps the first task registered under a name, whose closure
-    holds its handler: a later example's handler of that name would never run."""
-    before = set(current_app.tasks)
-    try:
-        yield
-    finally:
-        for name in set(current_app.tasks) - before:
-            current_app.tasks.pop(name, None)
 
 
 @contextmanager
