@@ -18,7 +18,11 @@ from mediator.extras import installed, missing
 from mediator.handlers.pipeline import behaviours
 from mediator.handlers.registry import handler_registry
 from mediator.messages.base import Message, message_types
-from mediator.retention.policy import RetentionPolicy, redelivery_window
+from mediator.retention.policy import (
+    RetentionPolicy,
+    redelivery_window,
+    visibility_timeout_seconds,
+)
 from mediator.sagas.definition import command_type, saga_registry
 
 
@@ -145,8 +149,7 @@ def _check_visibility_timeout() -> list[CheckMessage]:
     broker = str(conf.broker_url or "")
     if not broker.startswith(("redis://", "rediss://", "redis+socket://")):
         return []
-    options = conf.broker_transport_options or {}
-    timeout = float(options.get("visibility_timeout", 3600))
+    timeout = visibility_timeout_seconds()
     longest = max(
         (spec.backoff_max + (spec.time_limit or 0) for spec in handler_registry.all()),
         default=float(mediator_settings()["RETRY_BACKOFF_MAX"]),

@@ -71,14 +71,19 @@ def _days(value: float | None) -> timedelta | None:
     return None if value is None else timedelta(days=float(value))
 
 
+def visibility_timeout_seconds() -> float:
+    """After how long the broker (Redis) hands an unacknowledged message out again."""
+    options = current_app.conf.broker_transport_options or {}
+    return float(options.get("visibility_timeout", 3600))
+
+
 def redelivery_window() -> timedelta:
     """How long after a delivery is done a copy of its message can still
     arrive: the broker hands an unacknowledged message out again after the
     visibility timeout, the reconciler re-sends after its bound, and a copy
     may go through a whole retry schedule. An inbox record kept less long
     would let that copy apply its effect a second time."""
-    options = current_app.conf.broker_transport_options or {}
-    visibility = float(options.get("visibility_timeout", 3600))
+    visibility = visibility_timeout_seconds()
     redeliver_after = float(mediator_settings()["REDELIVER_AFTER_SECONDS"])
     longest = max((spec.retry_schedule_seconds() for spec in handler_registry.all()), default=0.0)
     return timedelta(seconds=visibility + redeliver_after + longest)

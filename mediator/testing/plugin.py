@@ -15,8 +15,8 @@ Fixtures:
 
 The first two need pytest-django's `db` (they ask for it; `transactional_db`
 works as well); the end-to-end ones start only when a test asks for them.
-Nothing here is imported before a fixture runs: a project that does not use
-them pays nothing, and Django is set up by then.
+Nothing of Django or Celery is imported before a fixture runs: a project that
+does not use them pays nothing, and Django is set up by then.
 """
 
 from __future__ import annotations
@@ -27,10 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# Neither imports Django, Celery or the rest of the mediator.
+from mediator.testing.redis_server import RedisServer
+from mediator.testing.worker import Worker
+
 if TYPE_CHECKING:
     from mediator.testing.outbox import Deliveries, Outbox
-    from mediator.testing.redis_server import RedisServer
-    from mediator.testing.worker import Worker
+
+# The fixtures below import outbox, settle and broker when they run, not here:
+# pytest loads this plugin before Django's settings and app registry exist
+# (those modules import models and Celery), and a project that never asks for
+# a fixture must not pay for them. It is the load order, not an import cycle.
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,7 +76,6 @@ def mediator_redis() -> Iterator[RedisServer]:
     """A real redis-server for the session; this process's Celery app (and its
     circuit breakers) use it as the broker until the session ends."""
     from mediator.testing.broker import using_broker
-    from mediator.testing.redis_server import RedisServer
 
     server = RedisServer().start()
     try:
@@ -99,8 +105,6 @@ def mediator_session_worker(
     """The session's shared worker, started by the first test that asks for
     mediator_worker. Use mediator_worker in tests: it also makes their data
     visible to the worker and waits for the deliveries to settle."""
-    from mediator.testing.worker import Worker
-
     worker = Worker(
         broker_url=mediator_redis.url,
         log_dir=mediator_worker_logs,
@@ -136,7 +140,6 @@ def mediator_start_worker(
     its own for this test; all of them are stopped after it, once what the
     test dispatched has settled."""
     from mediator.testing.settle import settle
-    from mediator.testing.worker import Worker
 
     started: list[Worker] = []
 

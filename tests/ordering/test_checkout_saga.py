@@ -305,7 +305,7 @@ def test_a_worker_killed_during_a_step_leaves_a_run_that_still_ends_right(
     pid = int(wait_for(lambda: store().get(f"{key}:pid"), message="the step to stall"))  # type: ignore[call-overload]
     assert pid in celery_worker.pool_pids()
     os.kill(pid, signal.SIGKILL)
-    store().set(f"{key}:go", 1)
+    store().rpush(f"{key}:go", 1)
     run = ended(order)
 
     provider = charge(run)

@@ -1,6 +1,7 @@
 """Behaviours that record, in Redis, when they ran around a test message's
 handler, so tests see the order of the chain from outside the worker."""
 
+import os
 from typing import Any
 
 from mediator import CallNext, HandlerContext, PermanentError
@@ -81,11 +82,8 @@ def faults(message: Message, context: HandlerContext, call_next: CallNext) -> An
         if store().incr(f"{key}:runs") <= int(times):
             raise ConnectionError(text or f"injected: {context.handler} lost its connection")
     if kind == "stall" and store().set(f"{key}:stalled", 1, nx=True):
-        import os
-        import time
-
         store().set(f"{key}:pid", os.getpid())
-        deadline = time.monotonic() + 60
-        while not store().exists(f"{key}:go") and time.monotonic() < deadline:
-            time.sleep(0.05)  # waiting to be killed: the test's SIGKILL ends it
+        # Block (60 s at most) until the test's token: its SIGKILL ends this
+        # first. BLMOVE onto the same list leaves the token for any later run.
+        store().blmove(f"{key}:go", f"{key}:go", 60, "LEFT", "RIGHT")
     return result
